@@ -1,0 +1,84 @@
+//! The cellmesh discovery server: cells register, heartbeat and leave; silent cells are reaped.
+//!
+//! It speaks the original Python service's JSON contract unchanged (see `shared/seed-api.md`)
+//! and adds liveness on a monotonic clock, leases, a watch stream, security and a dashboard.
+//!
+//! # Modules
+//!
+//! - [`config`]: [`Config`] and its documented defaults.
+//! - [`validate`]: body and query validation with FastAPI/pydantic-shaped 422 errors.
+//! - [`registry`]: the [`PeerRegistry`] state machine (time passed in explicitly).
+//! - [`reaper`]: the expiry task (ordered deadline index, one sleeping task).
+//! - [`http`]: handlers and the router ([`app`]); [`watch`]: the SSE stream;
+//!   [`dashboard`]: the HTML page; [`metrics`]: Prometheus text.
+//! - [`server`]: the accept loop ([`serve`]); [`error`]: [`Error`] and HTTP errors.
+//! - [`clock`]: ISO-8601 wall-clock strings for the wire.
+//!
+//! # HTTP API
+//!
+//! The original calls, unchanged:
+//!
+//! | call | answer |
+//! |---|---|
+//! | `POST /register` CellInfo | `{"status":"registered","cell_id"}` + additions below |
+//! | `GET /peers` | `{"peers":[..],"count","my_host"}`; every peer has `last_seen` |
+//! | `POST /heartbeat` `{"cell_id","consciousness_level"?}` | `{"status":"ok","cell_id","peers_count"}`; 404 `{"detail":"Peer ID not registered. Call /register first."}` |
+//! | `DELETE /peer/{id}` | `{"status":"deregistered","cell_id"}`; 404 `{"detail":"Peer not found"}` |
+//! | `DELETE /unregister/{id}` | `{"status":"unregistered"}`; 404 as above |
+//! | `GET /health` | `{"status":"healthy",..}` |
+//! | `GET /metrics` | Prometheus text incl. `aios_cell_peers_count{cell_id="primary"} N` |
+//!
+//! Validation errors are 422 in pydantic's shape:
+//! `{"detail":[{"type":"missing","loc":["body","cell_id"],"msg":"cell_id: Field required","input":..}]}`
+//! (`msg` is pydantic's sentence prefixed with the field's path). Malformed JSON is a 422
+//! `json_invalid`. Other errors are `{"detail":"sentence"}` (401, 403, 404, 405, 408, 409, 413, 503).
+//!
+//! # Additions (new fields and calls; nothing removed or renamed)
+//!
+//! - Register answer: `incarnation` (lease id, unique and increasing, also across restarts),
+//!   `secret` (32 hex digits, always issued, enforced only when a token is configured),
+//!   `replaced` (bool: an earlier incarnation was replaced), `ttl_ms`.
+//! - Heartbeat body: optional `incarnation`; answer adds `incarnation`.
+//! - Deregister (`/peer/{id}`, `/unregister/{id}`): optional `?incarnation=N` or header
+//!   `X-Cell-Incarnation`; `/unregister` answer adds `cell_id`.
+//!   A heartbeat or deregistration naming another incarnation than the current one gets 409
+//!   and changes nothing; one that names none keeps the original behaviour.
+//! - Security: with a shared token, register/heartbeat/deregister need
+//!   `Authorization: Bearer <token>` (401 otherwise); with a shared or admin token, heartbeat and
+//!   deregister also need the cell's `X-Cell-Secret` (403 otherwise) unless the bearer is the
+//!   admin token. Reads (`/peers`, `/health`, ...) stay open.
+//! - Peers carry `incarnation` and `age_ms` (milliseconds since the last heartbeat, at answer
+//!   time). `/peers` also carries `revision`, a weak `ETag` (`W/"BOOT-REVISION"`) and
+//!   `X-Registry-Revision`; `If-None-Match` gives 304. The revision moves with membership and
+//!   level changes only.
+//! - `GET /peers` filters: `service`, `type`, `branch`, `min_level` (AND). `GET /peers/{id}`.
+//! - `GET /peers/watch`: SSE, see [`watch`]. `GET /readyz`: 503 during the start-up grace window.
+//! - `GET /`: the dashboard.
+//!
+//! # Liveness
+//!
+//! A peer expires at its last heartbeat + TTL on the monotonic clock; the reaper sleeps until
+//! the earliest deadline. After start, nothing is evicted for `startup_grace` (default one
+//! TTL). If more than `mass_eviction_share` of the population (live peers plus peers expired
+//! within the last TTL, when at least `mass_eviction_min_peers`) would have expired within one
+//! TTL, evictions are held for at most `mass_eviction_hold`; then peers still silent are evicted.
+
+pub mod clock;
+pub mod config;
+pub mod dashboard;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod reaper;
+pub mod registry;
+pub mod server;
+pub mod state;
+pub mod validate;
+pub mod watch;
+
+pub use config::Config;
+pub use error::{ApiError, Error};
+pub use http::app;
+pub use registry::PeerRegistry;
+pub use server::{serve, serve_with_state};
+pub use state::AppState;

@@ -1,0 +1,178 @@
+//! Bounded in-memory logs: received messages (last 100, as the original)
+//! and sync records (last 50).
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// Messages kept, as the original cells did.
+pub const MESSAGES_KEPT: usize = 100;
+/// Sync records kept, as the original alpha did.
+pub const SYNCS_KEPT: usize = 50;
+
+/// A received message as `/messages` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredMessage {
+    /// Id given at reception (1, 2, ...).
+    pub message_id: u64,
+    /// Sender.
+    pub from_cell: String,
+    /// Content.
+    pub content: String,
+    /// Kind (`text` by default).
+    pub message_type: String,
+    /// Priority (`normal` by default).
+    pub priority: String,
+    /// Metadata as received.
+    pub metadata: Value,
+    /// Reception time, UTC ISO-8601.
+    pub timestamp: String,
+    /// The plugin's reply, if it gave one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply: Option<Value>,
+}
+
+/// The last [`MESSAGES_KEPT`] messages and a running id counter.
+#[derive(Debug, Default)]
+pub struct MessageStore {
+    inner: Mutex<MessagesInner>,
+}
+
+#[derive(Debug, Default)]
+struct MessagesInner {
+    next_id: u64,
+    received: u64,
+    kept: VecDeque<StoredMessage>,
+}
+
+impl MessageStore {
+    /// Assigns the next id (ids are given before the plugin sees the message).
+    pub fn next_id(&self) -> u64 {
+        let mut inner = self.lock();
+        inner.next_id += 1;
+        inner.next_id
+    }
+
+    /// Keeps a message, forgetting the oldest beyond [`MESSAGES_KEPT`].
+    pub fn push(&self, message: StoredMessage) {
+        let mut inner = self.lock();
+        inner.received += 1;
+        if inner.kept.len() == MESSAGES_KEPT {
+            inner.kept.pop_front();
+        }
+        inner.kept.push_back(message);
+    }
+
+    /// The last `limit` messages (oldest first), optionally from one sender,
+    /// and how many are kept in all.
+    pub fn recent(&self, limit: usize, from_cell: Option<&str>) -> (Vec<StoredMessage>, usize) {
+        let inner = self.lock();
+        let mut selected: Vec<StoredMessage> = inner
+            .kept
+            .iter()
+            .rev()
+            .filter(|m| from_cell.is_none_or(|f| m.from_cell == f))
+            .take(limit)
+            .cloned()
+            .collect();
+        selected.reverse();
+        (selected, inner.kept.len())
+    }
+
+    /// Messages kept now.
+    pub fn len(&self) -> usize {
+        self.lock().kept.len()
+    }
+
+    /// Whether none are kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Messages received since start.
+    pub fn received(&self) -> u64 {
+        self.lock().received
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MessagesInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// One sync with a peer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SyncRecord {
+    /// The peer.
+    pub from_cell: String,
+    /// Its level.
+    pub their_level: f64,
+    /// Ours after the sync.
+    pub our_level: f64,
+    /// Absolute difference.
+    pub delta: f64,
+    /// When, UTC ISO-8601.
+    pub timestamp: String,
+}
+
+/// The last [`SYNCS_KEPT`] syncs.
+#[derive(Debug, Default)]
+pub struct SyncLog {
+    kept: Mutex<VecDeque<SyncRecord>>,
+}
+
+impl SyncLog {
+    /// Records a sync.
+    pub fn push(&self, record: SyncRecord) {
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.len() == SYNCS_KEPT {
+            kept.pop_front();
+        }
+        kept.push_back(record);
+    }
+
+    /// Time of the last sync.
+    pub fn last_timestamp(&self) -> Option<String> {
+        let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        kept.back().map(|r| r.timestamp.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(store: &MessageStore, from: &str) -> StoredMessage {
+        StoredMessage {
+            message_id: store.next_id(),
+            from_cell: from.into(),
+            content: "c".into(),
+            message_type: "text".into(),
+            priority: "normal".into(),
+            metadata: Value::Null,
+            timestamp: String::new(),
+            reply: None,
+        }
+    }
+
+    #[test]
+    fn keeps_the_last_hundred_and_filters_by_sender() {
+        let store = MessageStore::default();
+        for i in 0..150 {
+            let m = message(&store, if i % 2 == 0 { "a" } else { "b" });
+            store.push(m);
+        }
+        assert_eq!(store.len(), MESSAGES_KEPT);
+        assert_eq!(store.received(), 150);
+        let (all, total) = store.recent(1000, None);
+        assert_eq!(total, 100);
+        assert_eq!(all.first().unwrap().message_id, 51);
+        assert_eq!(all.last().unwrap().message_id, 150);
+        let (from_a, _) = store.recent(3, Some("a"));
+        assert_eq!(
+            from_a.iter().map(|m| m.message_id).collect::<Vec<_>>(),
+            vec![145, 147, 149]
+        );
+    }
+}

@@ -1,0 +1,15 @@
+//! Integration tests of `cell-host` (one binary, shared helpers in
+//! [`support`]): lifecycle against a real discovery on port 0, the API,
+//! the sandbox fixtures, refused files, the router without a socket, and
+//! the binary's SIGTERM path.
+
+mod lifecycle;
+mod messages;
+mod process;
+mod refused;
+mod router;
+mod sandbox;
+mod support;
+
+/// Discovery's TTL in tests: long, so only a deregistration removes a peer.
+const TTL: std::time::Duration = std::time::Duration::from_secs(60);

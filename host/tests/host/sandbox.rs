@@ -1,0 +1,99 @@
+//! Sandbox tests.
+
+use crate::TTL;
+use crate::support::{self, Discovery, Host, PATIENCE, args, eventually};
+use anyhow::Result;
+use cellmesh_tests::{FIXTURE_ALLOC_WASM, FIXTURE_LOOP_WASM, FIXTURE_TRAP_WASM};
+use serde_json::json;
+
+/// A misbehaving fixture: the failing request answers a 5xx naming what
+/// happened; the host keeps serving and heartbeating with a fresh instance.
+async fn check_fixture(plugin: &str, expected_status: u16, expected_detail: &str) -> Result<()> {
+    let discovery = Discovery::start(TTL).await?;
+    let host = Host::start(args(
+        plugin,
+        &discovery.url(),
+        &[
+            "--call-timeout-ms",
+            "200",
+            "--memory-limit-mb",
+            "16",
+            "--heartbeat-ms",
+            "100",
+            "--unique-id",
+        ],
+    ))
+    .await?;
+    let before = host.registered_with(&discovery).await;
+    for path in ["/message", "/sync", "/invoke"] {
+        let (status, body) = match path {
+            "/message" => {
+                host.post(path, &json!({"from_cell": "t", "content": "x"}))
+                    .await
+            }
+            "/sync" => {
+                host.post(path, &json!({"from_cell": "t", "consciousness_level": 1.0}))
+                    .await
+            }
+            _ => {
+                let (_, health) = host.get("/health").await;
+                let capability = health["capabilities"][0]
+                    .as_str()
+                    .expect("a capability")
+                    .to_owned();
+                host.post(&format!("/invoke/{capability}"), &json!({}))
+                    .await
+            }
+        };
+        assert_eq!(status, expected_status, "{path}: {body}");
+        let detail = body["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains(expected_detail), "{path}: {detail}");
+        // Still serving: a fresh instance answers the well-behaved exports.
+        let (status, health) = host.get("/health").await;
+        assert_eq!(status, 200, "{health}");
+    }
+    // Still heartbeating: discovery sees fresh heartbeats after the failures.
+    let seen = before["last_seen"].clone();
+    eventually("a heartbeat after the failures", PATIENCE, || async {
+        let now = discovery.peer(&host.cell_id).await?;
+        (now["last_seen"] != seen).then_some(())
+    })
+    .await;
+    let metrics = support::client()
+        .get(format!("{}/metrics", host.url()))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        metrics.contains("cellmesh_plugin_failures_total"),
+        "{metrics}"
+    );
+    host.stop().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_looping_plugin_hits_its_cpu_deadline() -> Result<()> {
+    check_fixture(
+        FIXTURE_LOOP_WASM,
+        504,
+        "plugin exceeded its CPU deadline of 200 ms",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_trapping_plugin_is_reported_and_replaced() -> Result<()> {
+    check_fixture(FIXTURE_TRAP_WASM, 500, "plugin trapped").await
+}
+
+#[tokio::test]
+async fn an_allocating_plugin_hits_its_memory_cap() -> Result<()> {
+    check_fixture(
+        FIXTURE_ALLOC_WASM,
+        500,
+        "plugin exceeded its memory cap of 16 MiB",
+    )
+    .await
+}
