@@ -13,12 +13,54 @@ pub fn unix_micros_now() -> i64 {
 }
 
 /// Appends `micros` since the epoch as ISO-8601 UTC with six fractional digits and a `Z`.
+///
+/// `GET /peers` formats one of these per peer per answer, so digits are written in pairs from a
+/// table into a stack buffer, with one copy into `out`.
 pub fn push_iso8601(out: &mut Vec<u8>, micros: i64) {
     let secs = micros.div_euclid(1_000_000);
     let frac = micros.rem_euclid(1_000_000);
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
+    if !(0..=9999).contains(&y) {
+        return push_iso8601_slow(out, y, m, d, sod, frac);
+    }
+    let mut b = *b"0000-00-00T00:00:00.000000Z";
+    put2(&mut b[0..2], y / 100);
+    put2(&mut b[2..4], y % 100);
+    put2(&mut b[5..7], i64::from(m));
+    put2(&mut b[8..10], i64::from(d));
+    put2(&mut b[11..13], sod / 3600);
+    put2(&mut b[14..16], (sod / 60) % 60);
+    put2(&mut b[17..19], sod % 60);
+    put2(&mut b[20..22], frac / 10_000);
+    put2(&mut b[22..24], (frac / 100) % 100);
+    put2(&mut b[24..26], frac % 100);
+    out.extend_from_slice(&b);
+}
+
+/// `"00" "01" .. "99"`.
+static PAIRS: [u8; 200] = two_digit_pairs();
+
+const fn two_digit_pairs() -> [u8; 200] {
+    let mut t = [0u8; 200];
+    let mut i = 0;
+    while i < 100 {
+        t[2 * i] = b'0' + (i / 10) as u8;
+        t[2 * i + 1] = b'0' + (i % 10) as u8;
+        i += 1;
+    }
+    t
+}
+
+/// Writes `n` (0..=99) as two digits.
+fn put2(dst: &mut [u8], n: i64) {
+    let i = usize::try_from(n).unwrap_or(0).min(99) * 2;
+    dst.copy_from_slice(&PAIRS[i..i + 2]);
+}
+
+/// Years outside 0..=9999 (never seen on a real clock, kept exact anyway).
+fn push_iso8601_slow(out: &mut Vec<u8>, y: i64, m: u32, d: u32, sod: i64, frac: i64) {
     push_num(out, y, 4);
     out.push(b'-');
     push_num(out, i64::from(m), 2);
@@ -94,6 +136,7 @@ mod tests {
             4_102_444_799_999_999,
             -1,
             1_709_164_800_123_456,
+            253_402_300_799_999_999,
         ] {
             let t =
                 time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000).unwrap();

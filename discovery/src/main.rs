@@ -86,14 +86,34 @@ struct Args {
     /// Cap on registered peers.
     #[arg(long, env = "DISCOVERY_MAX_PEERS", default_value_t = config::DEFAULT_MAX_PEERS)]
     max_peers: usize,
+    /// Runtime worker threads (0: one per CPU core). One is the default: a request is a few
+    /// microseconds of work, so a second worker mostly adds cross-thread wake-ups; large
+    /// listings are rendered on the blocking pool.
+    #[arg(long, env = "DISCOVERY_WORKER_THREADS", default_value_t = config::DEFAULT_WORKER_THREADS)]
+    worker_threads: usize,
     /// Log filter (RUST_LOG syntax).
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     log: String,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    runtime(args.worker_threads)?.block_on(run(args))
+}
+
+/// The tokio runtime for `workers` worker threads (see `--worker-threads`).
+fn runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if workers > 0 {
+        builder.worker_threads(workers);
+    }
+    builder
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_new(&args.log).context("bad --log filter")?)
         .init();

@@ -1,8 +1,11 @@
 //! The expiry task: sleeps until the earliest deadline (or grace/hold end), evicts in batches
 //! and logs holds. Woken early when a registration creates an earlier deadline.
+//!
+//! Each evicted peer is logged at debug; each wake that evicted anything logs one info summary,
+//! so a mass expiry of 10,000 peers is one info line, not 10,000.
 
 use tokio::time::{Instant, sleep_until};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::state::AppState;
 
@@ -13,6 +16,9 @@ pub const REAP_BATCH: usize = 256;
 pub async fn run(state: AppState) {
     let shutdown = state.shutdown_token();
     let mut holding = false;
+    // Peers evicted since this wake began (a large expiry drains over several batches).
+    let mut evicted = 0usize;
+    let mut wake_started = Instant::now();
     loop {
         let now = Instant::now();
         let (outcome, next) = {
@@ -21,8 +27,9 @@ pub async fn run(state: AppState) {
             (outcome, reg.next_wakeup(now))
         };
         for id in &outcome.evicted {
-            info!(cell_id = %id, reason = "expired", "peer evicted");
+            debug!(cell_id = %id, reason = "expired", "peer evicted");
         }
+        evicted += outcome.evicted.len();
         if outcome.hold_started {
             holding = true;
             warn!(
@@ -33,20 +40,27 @@ pub async fn run(state: AppState) {
         }
         if outcome.hold_released && holding {
             holding = false;
-            warn!(
-                evicted = outcome.evicted.len(),
-                "mass-eviction hold ended; evicting peers still silent"
-            );
+            warn!("mass-eviction hold ended; evicting peers still silent");
         }
         if outcome.more {
             tokio::task::yield_now().await;
             continue;
+        }
+        if evicted > 0 {
+            info!(
+                evicted,
+                reason = "expired",
+                elapsed_ms = wake_started.elapsed().as_millis() as u64,
+                "peers evicted"
+            );
+            evicted = 0;
         }
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = state.inner.reaper_wake.notified() => {}
             () = sleep_opt(next) => {}
         }
+        wake_started = Instant::now();
     }
 }
 

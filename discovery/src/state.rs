@@ -13,7 +13,7 @@ use crate::clock::unix_micros_now;
 use crate::config::Config;
 use crate::metrics::RequestMetrics;
 use crate::reaper;
-use crate::registry::{PeerRegistry, PeersView, RegistrySettings};
+use crate::registry::{Membership, PeerRegistry, PeersView, RegistrySettings};
 
 /// Everything the handlers share; cheap to clone.
 #[derive(Clone)]
@@ -93,14 +93,19 @@ impl AppState {
     /// The registry's view at its current revision; when it must be built, the sort happens
     /// outside the lock so heartbeats do not wait behind it.
     pub fn peers_view(&self) -> Arc<PeersView> {
-        let (revision, epoch, members) = {
+        let members = {
             let reg = self.registry();
             if let Some(v) = reg.cached_view() {
                 return v;
             }
-            (reg.revision(), reg.epoch(), reg.members())
+            reg.membership()
         };
-        let view = Arc::new(PeersView::sorted(revision, epoch, members));
+        self.install_view(members)
+    }
+
+    /// Sorts `members` (without holding the lock) and caches the view if it is still current.
+    pub fn install_view(&self, members: Membership) -> Arc<PeersView> {
+        let view = Arc::new(members.sorted());
         self.registry().install_view(view.clone());
         view
     }

@@ -161,6 +161,12 @@ pub async fn watch(
             let e = watcher.snapshot(&view);
             watcher.pending.push_back(e);
         }
+        Resume::Members(members) => {
+            let view = state.install_view(members);
+            watcher.last_revision = view.revision;
+            let e = watcher.snapshot(&view);
+            watcher.pending.push_back(e);
+        }
         Resume::Replay(events) => {
             for ev in events {
                 watcher.last_revision = ev.revision;

@@ -1,15 +1,22 @@
 //! Command-line arguments of `cell-host`, each with an environment twin.
 //!
-//! The struct lives in the library so that tests build it with
+//! The structs live in the library so that tests build them with
 //! [`clap::Parser::parse_from`] exactly as the binary does. The original
 //! cells' variable names keep working: `AIOS_DISCOVERY_URL`, `AIOS_CELL_ID`,
 //! `AIOS_BRANCH` and `PORT`.
+//!
+//! [`Cli`] is the whole command line: plain `cell-host --plugin X ...`
+//! runs a cell ([`Args`], unchanged), `cell-host conformance X` checks a
+//! plugin ([`ConformanceArgs`]). The two do not mix: flags of the cell run
+//! conflict with a subcommand.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use crate::plugin::SandboxLimits;
 
 /// Discovery URL used when neither `--discovery` nor `AIOS_DISCOVERY_URL` is given.
 pub const DEFAULT_DISCOVERY_URL: &str = "http://127.0.0.1:8001";
@@ -144,6 +151,112 @@ pub struct Args {
     pub no_cache: bool,
 }
 
+/// `cell-host conformance`: checks that a plugin is a good citizen of the
+/// mesh (see [`crate::conformance`] for every check).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConformanceArgs {
+    /// The plugin component (`.wasm`) to check.
+    #[arg(value_name = "PLUGIN.wasm")]
+    pub plugin: PathBuf,
+
+    /// Writes the report as JSON to FILE.
+    #[arg(long, value_name = "FILE", env = "CELLMESH_CONFORMANCE_JSON")]
+    pub json: Option<PathBuf>,
+
+    /// Writes the report as JUnit XML to FILE (for CI systems).
+    #[arg(long, value_name = "FILE", env = "CELLMESH_CONFORMANCE_JUNIT")]
+    pub junit: Option<PathBuf>,
+
+    /// CPU deadline of one plugin call, in milliseconds (the host's default
+    /// unless changed; the same variable as the host's).
+    #[arg(
+        long,
+        env = "CELLMESH_CALL_TIMEOUT_MS",
+        default_value_t = DEFAULT_CALL_TIMEOUT_MS,
+        value_parser = clap::value_parser!(u64).range(1..=600_000)
+    )]
+    pub call_timeout_ms: u64,
+
+    /// Memory cap of one plugin instance, in MiB (the host's default unless
+    /// changed; the same variable as the host's).
+    #[arg(
+        long,
+        env = "CELLMESH_MEMORY_LIMIT_MB",
+        default_value_t = DEFAULT_MEMORY_LIMIT_MB,
+        value_parser = clap::value_parser!(u64).range(1..=4_096)
+    )]
+    pub memory_limit_mb: u64,
+}
+
+impl ConformanceArgs {
+    /// The sandbox limits the suite runs the plugin under.
+    pub fn limits(&self) -> SandboxLimits {
+        SandboxLimits {
+            call_timeout: Duration::from_millis(self.call_timeout_ms),
+            memory_limit_bytes: usize::try_from(self.memory_limit_mb << 20).unwrap_or(usize::MAX),
+        }
+    }
+}
+
+/// The subcommands of `cell-host`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Checks a plugin against the cell contract: prints each check with
+    /// PASS/FAIL/WARN and how to fix it; exits 0 only when every required
+    /// check passes (1 otherwise, 2 for usage errors). No network needed.
+    Conformance(ConformanceArgs),
+}
+
+/// The whole command line: a cell run (no subcommand, as always) or a
+/// subcommand.
+#[derive(Debug, Clone)]
+pub enum Cli {
+    /// `cell-host --plugin X ...`: run a cell.
+    Run(Box<Args>),
+    /// `cell-host SUBCOMMAND ...`.
+    Command(Command),
+}
+
+impl CommandFactory for Cli {
+    fn command() -> clap::Command {
+        let run = Args::command();
+        // `augment_subcommands` would replace the description with the
+        // enum's doc comment; keep the host's.
+        let (about, long_about) = (run.get_about().cloned(), run.get_long_about().cloned());
+        let mut command = Command::augment_subcommands(run);
+        if let Some(about) = about {
+            command = command.about(about);
+        }
+        if let Some(long_about) = long_about {
+            command = command.long_about(long_about);
+        }
+        command
+            .args_conflicts_with_subcommands(true)
+            .subcommand_negates_reqs(true)
+    }
+
+    fn command_for_update() -> clap::Command {
+        Self::command()
+    }
+}
+
+impl FromArgMatches for Cli {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        if matches.subcommand_name().is_some() {
+            Ok(Cli::Command(Command::from_arg_matches(matches)?))
+        } else {
+            Ok(Cli::Run(Box::new(Args::from_arg_matches(matches)?)))
+        }
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl Parser for Cli {}
+
 /// Parses one `key=value` pair of `--config`.
 fn parse_key_value(raw: &str) -> Result<(String, String), String> {
     match raw.split_once('=') {
@@ -205,6 +318,38 @@ mod tests {
             vec![("b".into(), "2".into()), ("a".into(), "x=y".into())]
         );
         assert!(Args::try_parse_from(["cell-host", "--plugin", "p", "--config", "nokey"]).is_err());
+    }
+
+    #[test]
+    fn plain_runs_parse_as_before_and_subcommands_do_not_mix_with_them() {
+        let Cli::Run(args) = Cli::try_parse_from(["cell-host", "--plugin", "p.wasm"]).unwrap()
+        else {
+            panic!("a plain run")
+        };
+        assert_eq!(args.plugin, PathBuf::from("p.wasm"));
+        let Cli::Command(Command::Conformance(c)) = Cli::try_parse_from([
+            "cell-host",
+            "conformance",
+            "x.wasm",
+            "--json",
+            "r.json",
+            "--call-timeout-ms",
+            "50",
+        ])
+        .unwrap() else {
+            panic!("the conformance subcommand")
+        };
+        assert_eq!(c.plugin, PathBuf::from("x.wasm"));
+        assert_eq!(c.json, Some(PathBuf::from("r.json")));
+        assert_eq!(c.limits().call_timeout, Duration::from_millis(50));
+        // A run's flags conflict with the subcommand; a run needs --plugin.
+        assert!(Cli::try_parse_from(["cell-host", "--plugin", "p", "conformance", "x"]).is_err());
+        assert!(Cli::try_parse_from(["cell-host"]).is_err());
+        assert!(Cli::try_parse_from(["cell-host", "conformance"]).is_err());
+        assert!(
+            Cli::try_parse_from(["cell-host", "conformance", "x", "--call-timeout-ms", "0"])
+                .is_err()
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! - [`config`]: command-line arguments with environment twins.
 //! - [`plugin`]: loading, checking, caching and sandboxing plugins; usable
 //!   on its own (the conformance suite builds on it).
+//! - [`conformance`]: the plugin conformance suite (`cell-host conformance`).
 //! - [`cell`]: [`cell::CellRuntime`], the state API and lifecycle share.
 //! - [`api`]: the cell's HTTP API (`fn app(state) -> Router`).
 //! - [`lifecycle`]: registration with back-off, heartbeats, deregistration.
@@ -22,6 +23,7 @@
 pub mod api;
 pub mod cell;
 pub mod config;
+pub mod conformance;
 pub mod discovery_client;
 pub mod error;
 pub mod lifecycle;
@@ -37,7 +39,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use crate::config::Args;
+pub use crate::config::{Args, Cli, Command, ConformanceArgs};
 pub use crate::error::Error;
 
 use crate::api::ApiLimits;

@@ -1,36 +1,72 @@
-//! `cell-host`: parses arguments, starts tracing, binds the listener and
-//! runs the cell library until SIGTERM or Ctrl-C.
+//! `cell-host`: parses arguments, starts tracing and calls the library:
+//! a cell run (binds the listener and serves until SIGTERM or Ctrl-C) or
+//! `cell-host conformance PLUGIN.wasm` (checks a plugin and exits 0, 1 or 2).
 
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use cell_host::Args;
+use cell_host::{Args, Cli, Command, ConformanceArgs};
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    match Cli::parse() {
+        Cli::Run(args) => run_cell(*args),
+        Cli::Command(Command::Conformance(args)) => conformance(args),
+    }
+}
+
+/// One subscriber per process; `RUST_LOG` overrides `default`.
+fn init_tracing(default: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
+        .map_err(|error| {
             eprintln!("cell-host: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+            ExitCode::from(2)
+        })
+}
+
+fn run_cell(args: Args) -> ExitCode {
+    init_tracing("info");
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(_) => return ExitCode::FAILURE,
     };
     match runtime.block_on(serve(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("cell-host: {error:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Exit 0 when every required check passed, 1 when one failed, 2 when the
+/// suite could not run or write its report (clap exits 2 on usage errors).
+fn conformance(args: ConformanceArgs) -> ExitCode {
+    // The plugin's failures are the report's business, not log noise.
+    init_tracing("error");
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let mut stdout = std::io::stdout().lock();
+    match runtime.block_on(cell_host::conformance::run_command(&args, &mut stdout)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(error) => {
+            eprintln!("cell-host conformance: {error}");
+            ExitCode::from(2)
         }
     }
 }

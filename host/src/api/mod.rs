@@ -106,6 +106,9 @@ pub(crate) trait Fields {
     fn required_str(&self, name: &str) -> Result<String, ApiError>;
     /// An optional string field (absent or null: `None`).
     fn optional_str(&self, name: &str) -> Result<Option<String>, ApiError>;
+    /// A required field taken as text: a string as it is, any other JSON
+    /// value as its JSON text (the original cells accepted both).
+    fn required_text(&self, name: &str) -> Result<String, ApiError>;
     /// A required number field.
     fn required_f64(&self, name: &str) -> Result<f64, ApiError>;
 }
@@ -123,6 +126,16 @@ impl Fields for Map<String, Value> {
             Some(_) => Err(ApiError::BadRequest(format!(
                 "field `{name}` must be a string"
             ))),
+        }
+    }
+
+    fn required_text(&self, name: &str) -> Result<String, ApiError> {
+        match self.get(name) {
+            None | Some(Value::Null) => Err(ApiError::BadRequest(format!(
+                "missing required field `{name}`"
+            ))),
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(other) => Ok(other.to_string()),
         }
     }
 

@@ -93,15 +93,7 @@ pub(crate) async fn send_to_peer(
     JsonObject(body): JsonObject,
 ) -> Result<Json<Value>, ApiError> {
     let peer_id = body.required_str("peer_id")?;
-    let message = match body.get("message") {
-        None | Some(Value::Null) => {
-            return Err(ApiError::BadRequest(
-                "missing required field `message`".into(),
-            ));
-        }
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-    };
+    let message = body.required_text("message")?;
     let message_type = body.optional_str("type")?.unwrap_or_else(|| "text".into());
     let Some(peer) = cell.mesh.resolve(&peer_id).await else {
         return Err(ApiError::NotFound {
@@ -135,15 +127,7 @@ pub(crate) async fn send(
     JsonObject(body): JsonObject,
 ) -> Result<Json<Value>, ApiError> {
     let to_cell = body.required_str("to_cell")?;
-    let content = match body.get("content") {
-        None | Some(Value::Null) => {
-            return Err(ApiError::BadRequest(
-                "missing required field `content`".into(),
-            ));
-        }
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-    };
+    let content = body.required_text("content")?;
     let msg = Message {
         from_cell: cell.cell_id().to_owned(),
         content,

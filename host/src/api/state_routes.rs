@@ -161,6 +161,8 @@ pub(crate) async fn consciousness_sync(
     let mut answer = Map::new();
     answer.insert("old_level".into(), json!(outcome.old_level));
     answer.insert("new_level".into(), json!(outcome.new_level));
+    // Not in the original pure's answer; added fields are allowed.
+    answer.insert("delta".into(), json!(outcome.delta));
     answer.insert(
         "primitives_updated".into(),
         json!(outcome.primitives_updated),
@@ -209,15 +211,7 @@ pub(crate) async fn message(
     JsonObject(body): JsonObject,
 ) -> Result<Json<Value>, ApiError> {
     let from_cell = body.required_str("from_cell")?;
-    let content = match body.get("content") {
-        None | Some(Value::Null) => {
-            return Err(ApiError::BadRequest(
-                "missing required field `content`".into(),
-            ));
-        }
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-    };
+    let content = body.required_text("content")?;
     let message_type = body
         .optional_str("message_type")?
         .unwrap_or_else(|| "text".into());

@@ -21,5 +21,7 @@ pub mod validate;
 pub use cache::{CacheOutcome, ComponentCache};
 pub use engine::PluginEngine;
 pub use error::{GUEST_FUNCTIONS, GUEST_INTERFACE, LoadError, PluginError};
-pub use sandbox::{LoadReport, PluginSandbox, SandboxLimits, SandboxStats, load_component};
+pub use sandbox::{
+    LoadOptions, LoadReport, PluginSandbox, SandboxLimits, SandboxStats, load_component,
+};
 pub use state::{HostServices, IsolatedServices, SendFuture};

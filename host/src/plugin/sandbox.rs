@@ -64,6 +64,28 @@ pub struct SandboxStats {
     pub failures: AtomicU64,
     /// Instances created, the first included.
     pub instances: AtomicU64,
+    /// The largest size, in bytes, any one linear memory of any instance
+    /// has grown to (the memory cap applies to each memory).
+    pub peak_memory_bytes: AtomicU64,
+}
+
+/// How [`PluginSandbox::load_with`] treats a plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Refuse a manifest that breaks the contract's rules
+    /// ([`validate::manifest_problems`]). On by default; the conformance
+    /// suite turns it off so that a plugin with an invalid manifest still
+    /// gets its behavioural checks (it reports the manifest's problems
+    /// itself).
+    pub validate_manifest: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            validate_manifest: true,
+        }
+    }
 }
 
 /// The live instance and its store.
@@ -140,15 +162,63 @@ impl PluginSandbox {
         limits: SandboxLimits,
         services: Arc<dyn HostServices>,
     ) -> Result<Self, LoadError> {
+        Self::load_with(
+            engine,
+            path,
+            cache,
+            limits,
+            services,
+            LoadOptions::default(),
+        )
+        .await
+    }
+
+    /// [`PluginSandbox::load`] with explicit [`LoadOptions`].
+    pub async fn load_with(
+        engine: &PluginEngine,
+        path: &Path,
+        cache: Option<&ComponentCache>,
+        limits: SandboxLimits,
+        services: Arc<dyn HostServices>,
+        options: LoadOptions,
+    ) -> Result<Self, LoadError> {
         let started = Instant::now();
         let (component, cache_outcome) = load_component(engine, path, cache)?;
-        let compiled = Instant::now();
-        validate::check_exports(path, engine.engine(), &component)?;
+        let compile = started.elapsed();
+        Self::from_component(
+            engine,
+            path,
+            &component,
+            (cache_outcome, compile),
+            limits,
+            services,
+            options,
+        )
+        .await
+    }
+
+    /// Checks, links and instantiates a component already compiled by
+    /// [`load_component`] (`compiled` says how it was obtained and how long
+    /// that took, for [`PluginSandbox::load_report`]), then reads its
+    /// manifest. Lets a caller inspect the component (its imports, say)
+    /// without compiling it twice.
+    pub async fn from_component(
+        engine: &PluginEngine,
+        path: &Path,
+        component: &Component,
+        compiled: (CacheOutcome, Duration),
+        limits: SandboxLimits,
+        services: Arc<dyn HostServices>,
+        options: LoadOptions,
+    ) -> Result<Self, LoadError> {
+        let (cache_outcome, compile) = compiled;
+        let linking = Instant::now();
+        validate::check_exports(path, engine.engine(), component)?;
         let link = |error: wasmtime::Error| LoadError::Link {
             path: path.into(),
             detail: format!("{error:#}"),
         };
-        let instance_pre = engine.linker().instantiate_pre(&component).map_err(link)?;
+        let instance_pre = engine.linker().instantiate_pre(component).map_err(link)?;
         let pre = CellPre::new(instance_pre).map_err(link)?;
         let mut sandbox = Self {
             path: path.into(),
@@ -161,7 +231,7 @@ impl PluginSandbox {
             stats: SandboxStats::default(),
             report: LoadReport {
                 cache: cache_outcome,
-                compile: compiled - started,
+                compile,
                 instantiate: Duration::ZERO,
             },
         };
@@ -173,14 +243,14 @@ impl PluginSandbox {
                 failure,
             })?;
         let problems = validate::manifest_problems(&manifest);
-        if !problems.is_empty() {
+        if options.validate_manifest && !problems.is_empty() {
             return Err(LoadError::Manifest {
                 path: path.into(),
                 problems,
             });
         }
         sandbox.manifest = manifest;
-        sandbox.report.instantiate = compiled.elapsed();
+        sandbox.report.instantiate = linking.elapsed();
         Ok(sandbox)
     }
 
@@ -207,6 +277,13 @@ impl PluginSandbox {
     /// How the plugin was loaded and how long it took.
     pub fn load_report(&self) -> LoadReport {
         self.report
+    }
+
+    /// Drops the live instance (waiting for a running call to end), so the
+    /// next call runs in a fresh one: e.g. to compare what two instances
+    /// answer.
+    pub async fn discard_instance(&self) {
+        *self.live.lock().await = None;
     }
 
     /// Calls `manifest` (the load-time copy is in [`Self::manifest`]).
@@ -335,6 +412,10 @@ impl PluginSandbox {
     ) -> Result<R, PluginError> {
         let live = guard.as_mut().expect("begin leaves an instance");
         live.in_call = false;
+        let peak = live.store.data().memory.peak_bytes as u64;
+        self.stats
+            .peak_memory_bytes
+            .fetch_max(peak, Ordering::Relaxed);
         match result {
             Ok(value) => {
                 live.store.data_mut().deadline = None;

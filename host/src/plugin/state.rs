@@ -135,6 +135,8 @@ impl tokio::io::AsyncWrite for StderrTail {
 pub(crate) struct MemoryCap {
     pub(crate) limit_bytes: usize,
     pub(crate) hit: bool,
+    /// The largest size any one memory of the instance was allowed to reach.
+    pub(crate) peak_bytes: usize,
 }
 
 impl ResourceLimiter for MemoryCap {
@@ -148,6 +150,7 @@ impl ResourceLimiter for MemoryCap {
             self.hit = true;
             return Ok(false);
         }
+        self.peak_bytes = self.peak_bytes.max(desired);
         Ok(true)
     }
 
@@ -191,6 +194,7 @@ impl HostState {
             memory: MemoryCap {
                 limit_bytes: memory_limit_bytes,
                 hit: false,
+                peak_bytes: 0,
             },
             stderr,
             deadline: None,

@@ -15,6 +15,8 @@ use super::error::{GUEST_FUNCTIONS, LoadError};
 pub const MAX_CELL_ID_LEN: usize = 64;
 /// Largest starting level the contract allows.
 pub const MAX_LEVEL: f64 = 1000.0;
+/// The `cellmesh:cell` package versions this host runs.
+pub const SUPPORTED_VERSIONS: &str = "0.1.x";
 
 /// What the first eight bytes of a file say it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +52,7 @@ pub fn check_header(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
 
 /// Whether an export name is a version of the guest interface this host
 /// supports (`cellmesh:cell/guest@0.1.x`).
-fn is_supported_guest(name: &str) -> bool {
+pub fn is_supported_guest(name: &str) -> bool {
     name.strip_prefix("cellmesh:cell/guest@0.1.")
         .is_some_and(|patch| !patch.is_empty() && patch.chars().all(|c| c.is_ascii_digit()))
 }
@@ -109,6 +111,9 @@ pub fn manifest_problems(manifest: &Manifest) -> Vec<String> {
             "cell-id {:?} must be 1 to {MAX_CELL_ID_LEN} characters from [A-Za-z0-9._-]",
             manifest.cell_id
         ));
+    }
+    if manifest.cell_type.trim().is_empty() {
+        problems.push("cell-type must not be empty (discovery reports it as `type`)".to_owned());
     }
     let mut seen = HashSet::new();
     for capability in &manifest.capabilities {

@@ -1,8 +1,11 @@
 //! Integration tests of `cell-host` (one binary, shared helpers in
 //! [`support`]): lifecycle against a real discovery on port 0, the API,
-//! the sandbox fixtures, refused files, the router without a socket, and
-//! the binary's SIGTERM path.
+//! the sandbox fixtures, refused files, the router without a socket, the
+//! binary's SIGTERM path, the conformance suite and the third-party
+//! example cells.
 
+mod conformance;
+mod examples;
 mod lifecycle;
 mod messages;
 mod process;

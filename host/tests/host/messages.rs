@@ -133,6 +133,10 @@ async fn api_answers_the_union_of_pure_and_alpha() -> Result<()> {
         .await;
     assert_eq!(status, 200, "{synced}");
     assert_eq!(synced["new_level"], 1.0);
+    // `delta` is ours (the original answered without it): |old - peer|.
+    let old = synced["old_level"].as_f64().expect("old_level");
+    let delta = synced["delta"].as_f64().expect("delta");
+    assert!((delta - (old - 7.0).abs()).abs() < 1e-9, "{synced}");
     assert_eq!(synced["primitives_updated"], true);
     assert_eq!(synced["purity"], "maintained");
 
@@ -230,5 +234,37 @@ async fn api_answers_the_union_of_pure_and_alpha() -> Result<()> {
     );
     pure.stop().await?;
     alpha.stop().await?;
+    Ok(())
+}
+
+/// Regression: our discovery's `GET /peers` entries carry `age_ms`; the
+/// plugin's `mesh-peers` view must pass it on as `peer.age-ms`.
+#[tokio::test]
+async fn mesh_peers_carry_discoverys_age_ms() -> Result<()> {
+    use cell_host::discovery_client::{DiscoveryClient, http_client};
+    use cell_host::mesh::{Mesh, MeshServices};
+    use cell_host::plugin::HostServices;
+    use std::sync::Arc;
+
+    let discovery = Discovery::start(TTL).await?;
+    let registered = support::client()
+        .post(format!("{}/register", discovery.url()))
+        .json(&json!({"cell_id": "other", "ip": "127.0.0.1", "port": 9,
+                      "consciousness_level": 0.5, "services": ["x"], "branch": "main",
+                      "type": "test_cell", "hostname": "h"}))
+        .send()
+        .await?;
+    assert!(registered.status().is_success());
+    let http = http_client(std::time::Duration::from_secs(5));
+    let mesh = Arc::new(Mesh::new(
+        DiscoveryClient::new(http.clone(), &discovery.url()),
+        http,
+    ));
+    mesh.set_self_id("me".into());
+    assert_eq!(mesh.refresh().await?, 1);
+    let peers = MeshServices::new(mesh, Vec::new()).mesh_peers();
+    assert_eq!(peers.len(), 1);
+    assert_eq!(peers[0].cell_id, "other");
+    assert!(peers[0].age_ms.is_some(), "{:?}", peers[0]);
     Ok(())
 }

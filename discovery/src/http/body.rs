@@ -1,0 +1,62 @@
+//! Request bodies read up to the configured limit (413 beyond, in the app's JSON error shape).
+
+use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::{FromRequest, Request};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tracing::debug;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A request body read up to the configured limit (413 beyond, JSON error).
+pub struct LimitedBody(pub Bytes);
+
+impl FromRequest<AppState> for LimitedBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        read_body(req.into_body(), state).await.map(Self)
+    }
+}
+
+/// Reads a body up to the configured limit.
+///
+/// A small body (every heartbeat) arrives as one data frame: that frame is returned as it is,
+/// without copying it or collecting it into a buffer list.
+pub(crate) async fn read_body(body: Body, state: &AppState) -> Result<Bytes, ApiError> {
+    let limit = state.config().body_limit;
+    let mut body = Limited::new(body, limit);
+    let mut first: Option<Bytes> = None;
+    let mut joined: Option<Vec<u8>> = None;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| body_error(&*e, limit))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        match (&first, &mut joined) {
+            (None, _) => first = Some(data),
+            (Some(f), None) => {
+                let mut v = Vec::with_capacity(f.len() + data.len());
+                v.extend_from_slice(f);
+                v.extend_from_slice(&data);
+                joined = Some(v);
+            }
+            (Some(_), Some(v)) => v.extend_from_slice(&data),
+        }
+        if HttpBody::is_end_stream(&body) {
+            break;
+        }
+    }
+    Ok(match joined {
+        Some(v) => Bytes::from(v),
+        None => first.unwrap_or_default(),
+    })
+}
+
+fn body_error(e: &(dyn std::error::Error + Send + Sync + 'static), limit: usize) -> ApiError {
+    if e.downcast_ref::<LengthLimitError>().is_some() {
+        return ApiError::PayloadTooLarge(limit);
+    }
+    debug!(error = %e, "request body could not be read");
+    ApiError::BadRequest("The request body could not be read.".into())
+}

@@ -1,0 +1,129 @@
+//! The calls that change membership: `POST /register`, `POST /heartbeat` (the hot path),
+//! `DELETE /peer/{id}` and `DELETE /unregister/{id}`.
+
+use axum::Json;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tokio::time::Instant;
+use tracing::{debug, info};
+
+use super::auth::{authority, check_token, registry_error};
+use super::body::{LimitedBody, read_body};
+use super::json_response;
+use super::query::{incarnation, path_id};
+use crate::clock::unix_micros_now;
+use crate::error::ApiError;
+use crate::registry::push_u64;
+use crate::state::AppState;
+use crate::validate;
+
+/// `POST /register`.
+pub async fn register(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    LimitedBody(body): LimitedBody,
+) -> Result<Response, ApiError> {
+    check_token(&state, &headers)?;
+    let info = validate::cell_info(&body)?;
+    let secret: [u8; crate::registry::SECRET_LEN] = rand::random();
+    let now = Instant::now();
+    let result = state
+        .registry()
+        .register(&info, secret, now, unix_micros_now());
+    let reg = result.map_err(|e| registry_error(e, "Peer not found", &info.cell_id))?;
+    if reg.wake_reaper {
+        state.wake_reaper();
+    }
+    info!(
+        cell_id = %info.cell_id,
+        incarnation = reg.incarnation,
+        replaced = reg.replaced,
+        ip = %info.ip,
+        port = info.port,
+        "peer registered"
+    );
+    let body = json!({
+        "status": "registered",
+        "cell_id": info.cell_id,
+        "incarnation": reg.incarnation,
+        "secret": hex::encode(secret),
+        "replaced": reg.replaced,
+        "ttl_ms": state.config().ttl.as_millis() as u64,
+    });
+    Ok(Json(body).into_response())
+}
+
+/// `POST /heartbeat`.
+pub async fn heartbeat(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    // Takes the whole request to borrow its headers instead of cloning them (hot path).
+    let (parts, body) = req.into_parts();
+    let auth = authority(&state, &parts.headers)?;
+    let body = read_body(body, &state).await?;
+    let hb = validate::heartbeat(&body)?;
+    let now = Instant::now();
+    let result = state.registry().heartbeat(
+        &hb.cell_id,
+        hb.consciousness_level,
+        hb.incarnation,
+        auth,
+        now,
+        unix_micros_now(),
+    );
+    let ack = result.map_err(|e| {
+        debug!(cell_id = %hb.cell_id, error = %e, "heartbeat refused");
+        registry_error(
+            e,
+            "Peer ID not registered. Call /register first.",
+            &hb.cell_id,
+        )
+    })?;
+    let mut out = Vec::with_capacity(96 + hb.cell_id.len());
+    out.extend_from_slice(b"{\"status\":\"ok\",\"cell_id\":\"");
+    out.extend_from_slice(hb.cell_id.as_bytes()); // validated: no characters needing escapes
+    out.extend_from_slice(b"\",\"peers_count\":");
+    push_u64(&mut out, ack.peers_count as u64);
+    out.extend_from_slice(b",\"incarnation\":");
+    push_u64(&mut out, ack.incarnation);
+    out.push(b'}');
+    Ok(json_response(StatusCode::OK, out))
+}
+
+async fn do_deregister(
+    state: &AppState,
+    id: &str,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    let auth = authority(state, headers)?;
+    let inc = incarnation(uri, headers)?;
+    let result = state.registry().deregister(id, inc, auth, Instant::now());
+    result.map_err(|e| registry_error(e, "Peer not found", id))?;
+    info!(cell_id = %id, reason = "deregistered", "peer evicted");
+    Ok(())
+}
+
+/// `DELETE /peer/{cell_id}`.
+pub async fn deregister(
+    State(state): State<AppState>,
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = path_id(path)?;
+    do_deregister(&state, &id, &uri, &headers).await?;
+    Ok(Json(json!({"status": "deregistered", "cell_id": id})).into_response())
+}
+
+/// `DELETE /unregister/{cell_id}`.
+pub async fn unregister(
+    State(state): State<AppState>,
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = path_id(path)?;
+    do_deregister(&state, &id, &uri, &headers).await?;
+    Ok(Json(json!({"status": "unregistered", "cell_id": id})).into_response())
+}

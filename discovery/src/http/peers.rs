@@ -1,0 +1,117 @@
+//! Reading the registry: `GET /peers` (filters, weak ETag, 304) and `GET /peers/{cell_id}`.
+
+use std::sync::atomic::Ordering;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use tokio::time::Instant;
+use tracing::warn;
+
+use super::query::{parse_filter, path_id};
+use super::{REVISION_HEADER, json_response};
+use crate::error::ApiError;
+use crate::registry::{PeerFilter, PeersView, push_u64, render_peer};
+use crate::state::AppState;
+
+/// Listings of more peers than this are rendered on the blocking pool.
+pub const INLINE_RENDER_MAX_PEERS: usize = 4096;
+
+/// The weak ETag of a registry revision.
+pub fn etag(state: &AppState, revision: u64) -> String {
+    format!("W/\"{}-{}\"", state.inner.boot, revision)
+}
+
+fn etag_matches(headers: &HeaderMap, tag: &str) -> bool {
+    let Some(v) = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let bare = tag.trim_start_matches("W/");
+    v.split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t.trim_start_matches("W/") == bare)
+}
+
+/// `GET /peers`.
+pub async fn list_peers(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let filter = parse_filter(&uri)?;
+    let view = state.peers_view();
+    let tag = etag(&state, view.revision);
+    if etag_matches(&headers, &tag) {
+        let mut resp = StatusCode::NOT_MODIFIED.into_response();
+        insert_tag(&mut resp, &tag, view.revision);
+        return Ok(resp);
+    }
+    let count = view.peers.len();
+    let render = {
+        let state = state.clone();
+        let view = view.clone();
+        move || render_listing(&state, &view, &filter)
+    };
+    // A large listing takes milliseconds to render: off the async workers, so heartbeats on
+    // other connections are not held up behind it (the server may run one worker only).
+    let out = if count > INLINE_RENDER_MAX_PEERS {
+        tokio::task::spawn_blocking(render).await.map_err(|e| {
+            warn!(error = %e, "rendering /peers failed");
+            ApiError::Unavailable("The listing could not be rendered; try again.".into())
+        })?
+    } else {
+        render()
+    };
+    let mut resp = json_response(StatusCode::OK, out);
+    insert_tag(&mut resp, &tag, view.revision);
+    Ok(resp)
+}
+
+/// The `/peers` answer for `view` through `filter`, with ages as of now.
+fn render_listing(state: &AppState, view: &PeersView, filter: &PeerFilter) -> Vec<u8> {
+    let hint = state.inner.last_peers_len.load(Ordering::Relaxed);
+    let mut out = Vec::with_capacity(hint + 256);
+    out.extend_from_slice(b"{\"peers\":[");
+    let count = view.render(&mut out, filter, Instant::now());
+    out.extend_from_slice(b"],\"count\":");
+    push_u64(&mut out, count as u64);
+    out.extend_from_slice(b",\"my_host\":");
+    out.extend_from_slice(state.inner.my_host_json.as_bytes());
+    out.extend_from_slice(b",\"revision\":");
+    push_u64(&mut out, view.revision);
+    out.push(b'}');
+    if filter.is_empty() {
+        state
+            .inner
+            .last_peers_len
+            .store(out.len(), Ordering::Relaxed);
+    }
+    out
+}
+
+fn insert_tag(resp: &mut Response, tag: &str, revision: u64) {
+    if let Ok(v) = HeaderValue::from_str(tag) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+    resp.headers_mut()
+        .insert(REVISION_HEADER, HeaderValue::from(revision));
+}
+
+/// `GET /peers/{cell_id}`.
+pub async fn get_peer(
+    State(state): State<AppState>,
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<Response, ApiError> {
+    let id = path_id(path)?;
+    let (found, epoch) = {
+        let reg = state.registry();
+        (reg.peer(&id), reg.epoch())
+    };
+    let rec = found.ok_or(ApiError::NotFound("Peer not found"))?;
+    let mut out = Vec::with_capacity(512);
+    render_peer(&mut out, &rec, epoch, Instant::now());
+    Ok(json_response(StatusCode::OK, out))
+}

@@ -1,0 +1,212 @@
+//! Health and observability: `/health`, `/readyz`, Prometheus `/metrics`, and the 404/405
+//! fallbacks.
+
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tokio::time::Instant;
+
+use crate::clock::{iso8601, unix_micros_now};
+use crate::error::ApiError;
+use crate::metrics::metric;
+use crate::state::AppState;
+
+/// `GET /health`.
+pub async fn health(State(state): State<AppState>) -> Response {
+    let now = Instant::now();
+    let (count, revision, grace) = {
+        let reg = state.registry();
+        (reg.len(), reg.revision(), reg.in_grace(now))
+    };
+    Json(json!({
+        "status": "healthy",
+        "service": "discovery",
+        "cell_id": state.config().my_host,
+        "my_host": state.config().my_host,
+        "peers_count": count,
+        "revision": revision,
+        "ready": !grace,
+        "uptime_seconds": now.duration_since(state.inner.started).as_secs_f64(),
+        "timestamp": iso8601(unix_micros_now()),
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+    .into_response()
+}
+
+/// `GET /readyz`: 503 during the start-up grace window.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let now = Instant::now();
+    let grace_left = {
+        let reg = state.registry();
+        reg.in_grace(now)
+            .then(|| state.inner.started + state.config().startup_grace - now)
+    };
+    match grace_left {
+        None => Json(json!({"status": "ready"})).into_response(),
+        Some(left) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "starting",
+                "detail": format!(
+                    "Start-up grace window: cells are still re-registering ({} ms left).",
+                    left.as_millis()
+                ),
+            })),
+        )
+            .into_response(),
+    }
+}
+
+/// `GET /metrics`: Prometheus text.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let now = Instant::now();
+    let (count, revision, stats, held, holding, grace) = {
+        let reg = state.registry();
+        (
+            reg.len(),
+            reg.revision(),
+            reg.stats().clone(),
+            reg.held(now),
+            reg.holding(now),
+            reg.in_grace(now),
+        )
+    };
+    let host = &state.config().my_host;
+    let cell = format!(
+        "cell_id=\"{}\"",
+        host.replace('\\', "\\\\").replace('"', "\\\"")
+    );
+    let m = &state.inner.metrics;
+    let mut out = String::with_capacity(8192);
+    let f = |v: u64| v as f64;
+    metric(
+        &mut out,
+        "aios_cell_peers_count",
+        "gauge",
+        "Registered peers.",
+        &[(&cell, count as f64)],
+    );
+    metric(
+        &mut out,
+        "discovery_peers",
+        "gauge",
+        "Registered peers.",
+        &[("", count as f64)],
+    );
+    metric(
+        &mut out,
+        "discovery_registry_revision",
+        "gauge",
+        "Registry revision (membership and level changes).",
+        &[("", f(revision))],
+    );
+    metric(
+        &mut out,
+        "discovery_registrations_total",
+        "counter",
+        "Registrations of new cell ids.",
+        &[("", f(stats.registrations))],
+    );
+    metric(
+        &mut out,
+        "discovery_reregistrations_total",
+        "counter",
+        "Registrations that replaced a live incarnation.",
+        &[("", f(stats.reregistrations))],
+    );
+    metric(
+        &mut out,
+        "discovery_heartbeats_total",
+        "counter",
+        "Accepted heartbeats.",
+        &[("", f(stats.heartbeats))],
+    );
+    metric(
+        &mut out,
+        "discovery_evictions_total",
+        "counter",
+        "Peers removed, by reason.",
+        &[
+            ("reason=\"deregistered\"", f(stats.evicted_deregistered)),
+            ("reason=\"expired\"", f(stats.evicted_expired)),
+            ("reason=\"replaced\"", f(stats.evicted_replaced)),
+        ],
+    );
+    metric(
+        &mut out,
+        "discovery_evictions_held",
+        "gauge",
+        "Peers past their deadline whose eviction is held (grace window or mass-eviction guard).",
+        &[("", held as f64)],
+    );
+    metric(
+        &mut out,
+        "discovery_eviction_hold_active",
+        "gauge",
+        "1 while the mass-eviction guard holds evictions.",
+        &[("", f(u64::from(holding)))],
+    );
+    metric(
+        &mut out,
+        "discovery_eviction_holds_total",
+        "counter",
+        "Mass-eviction holds started.",
+        &[("", f(stats.holds))],
+    );
+    metric(
+        &mut out,
+        "discovery_startup_grace",
+        "gauge",
+        "1 during the start-up grace window.",
+        &[("", f(u64::from(grace)))],
+    );
+    metric(
+        &mut out,
+        "discovery_watchers",
+        "gauge",
+        "Open watch streams.",
+        &[("", f(m.watchers.load(Ordering::Relaxed)))],
+    );
+    metric(
+        &mut out,
+        "discovery_auth_failures_total",
+        "counter",
+        "Requests refused for a missing or wrong token or secret.",
+        &[("", f(m.auth_failures.load(Ordering::Relaxed)))],
+    );
+    metric(
+        &mut out,
+        "discovery_stale_incarnations_total",
+        "counter",
+        "Requests refused with 409 for a stale incarnation.",
+        &[("", f(m.stale_incarnations.load(Ordering::Relaxed)))],
+    );
+    metric(
+        &mut out,
+        "discovery_bad_requests_total",
+        "counter",
+        "Requests refused as invalid.",
+        &[("", f(m.bad_requests.load(Ordering::Relaxed)))],
+    );
+    m.render_histogram(&mut out);
+    let mut resp = out.into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    resp
+}
+
+/// 404 for unknown paths.
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound("Not Found")
+}
+
+/// 405 for known paths with another method.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

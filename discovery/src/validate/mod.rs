@@ -1,0 +1,21 @@
+//! Request validation that answers in FastAPI/pydantic's 422 shape, so clients written for the
+//! original parse our errors unchanged:
+//! `{"detail":[{"type":"missing","loc":["body","cell_id"],"msg":"cell_id: Field required","input":{..}}]}`.
+//!
+//! Like pydantic's lax mode, integers and floats also accept numeric strings and whole floats;
+//! strings must be strings. On top of the original, `cell_id`, lengths, the port range, finite
+//! levels and the size of `services` are checked.
+//!
+//! # Modules
+//!
+//! - [`pydantic`]: [`FieldError`], JSON parsing and lax coercions;
+//! - [`fields`]: cellmesh's own field rules ([`check_cell_id`]);
+//! - [`bodies`]: the register and heartbeat bodies ([`cell_info`], [`heartbeat`]).
+
+pub mod bodies;
+pub mod fields;
+pub mod pydantic;
+
+pub use bodies::{CellInfo, Heartbeat, cell_info, heartbeat};
+pub use fields::check_cell_id;
+pub use pydantic::{FieldError, lax_float, lax_int, parse_json};
