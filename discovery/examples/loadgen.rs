@@ -6,9 +6,10 @@
 //! connection), and stops it. Rerun with:
 //!
 //! ```text
-//! CARGO_TARGET_DIR=target/discovery-dev cargo build --release -p discovery --examples
-//! target/discovery-dev/release/examples/loadgen            # all scenarios
-//! target/discovery-dev/release/examples/loadgen --help     # options
+//! cargo build --release -p discovery --bins --examples
+//! target/release/examples/loadgen            # all scenarios
+//! target/release/examples/loadgen --help     # options
+//! DISCOVERY_WORKER_THREADS=2 target/release/examples/loadgen   # server flags via environment
 //! ```
 
 #![allow(missing_docs)]

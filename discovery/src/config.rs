@@ -36,7 +36,7 @@ pub const DEFAULT_MAX_PEERS: usize = 1_000_000;
 /// Default runtime worker threads of the binary (`--worker-threads`; 0 = one per core).
 ///
 /// One: a request is a few microseconds of work, so on the 2-core reference machine a second
-/// worker cost 20 % of heartbeat throughput in cross-thread wake-ups (see `BENCHMARKS.md`).
+/// worker cost about 30 % of heartbeat throughput in cross-thread wake-ups (see `BENCHMARKS.md`).
 pub const DEFAULT_WORKER_THREADS: usize = 1;
 /// Longest accepted `cell_id`, in characters.
 pub const MAX_CELL_ID_LEN: usize = 128;

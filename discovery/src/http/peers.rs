@@ -115,3 +115,47 @@ pub async fn get_peer(
     render_peer(&mut out, &rec, epoch, Instant::now());
     Ok(json_response(StatusCode::OK, out))
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::validate::CellInfo;
+
+    /// Guards the blocking-pool path: a listing too large to render inline answers the same
+    /// shape as a small one.
+    #[tokio::test(start_paused = true)]
+    async fn large_listing_is_rendered_off_the_workers() {
+        let state = AppState::new(Config::default());
+        let n = INLINE_RENDER_MAX_PEERS + 3;
+        {
+            let mut reg = state.registry();
+            for i in 0..n {
+                let info = CellInfo {
+                    cell_id: format!("c{i:05}"),
+                    ip: "10.0.0.1".into(),
+                    port: 8000,
+                    consciousness_level: 0.5,
+                    services: vec!["s".into()],
+                    branch: "main".into(),
+                    cell_type: "cell".into(),
+                    hostname: String::new(),
+                };
+                reg.register(&info, [0; 16], Instant::now(), 0).unwrap();
+            }
+        }
+        let req = Request::get("/peers").body(Body::empty()).unwrap();
+        let resp = crate::http::app(state).oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["count"], n);
+        assert_eq!(v["peers"][0]["cell_id"], "c00000");
+        assert_eq!(v["peers"][n - 1]["age_ms"], 0);
+    }
+}
