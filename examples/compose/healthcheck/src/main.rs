@@ -106,11 +106,15 @@ fn probe(url: &str, timeout: Duration) -> Result<u16, String> {
     let host = authority
         .rsplit_once(':')
         .map_or(authority.as_str(), |(h, _)| h);
-    write!(
-        stream,
+    // One write: `write!` on an unbuffered stream sends each piece as its
+    // own segment, and a server that answers after the first one and closes
+    // would make the rest fail with a broken pipe.
+    let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: cellmesh-healthcheck\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| format!("send: {e}"))?;
+    );
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("send: {e}"))?;
     let mut answer = Vec::new();
     let mut limited = (&mut stream).take(MAX_ANSWER_BYTES);
     // Read until the status line is complete; the rest does not matter.
@@ -178,8 +182,15 @@ mod tests {
         let server = std::thread::spawn(move || {
             for status in ["204 No Content", "500 Internal Server Error"] {
                 let (mut conn, _) = listener.accept().unwrap();
+                // Read the whole request head before answering, as a real
+                // server does, so closing never resets an unread request.
+                let mut head = Vec::new();
                 let mut buf = [0u8; 1024];
-                let _ = conn.read(&mut buf).unwrap();
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = conn.read(&mut buf).unwrap();
+                    assert!(n > 0, "the probe closed before sending its request");
+                    head.extend_from_slice(&buf[..n]);
+                }
                 write!(conn, "HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").unwrap();
             }
         });
