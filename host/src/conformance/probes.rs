@@ -180,63 +180,29 @@ pub(crate) async fn callable(p: &Prober, manifest: &Manifest) -> CheckResult {
 /// The manifest fields that differ between two manifests (compared by
 /// their debug form, so NaN equals NaN).
 fn manifest_diff(a: &Manifest, b: &Manifest) -> Vec<&'static str> {
-    let mut fields = Vec::new();
-    let mut differs = |name: &'static str, x: String, y: String| {
-        if x != y {
-            fields.push(name);
-        }
-    };
-    differs(
-        "cell-id",
-        format!("{:?}", a.cell_id),
-        format!("{:?}", b.cell_id),
-    );
-    differs(
-        "cell-type",
-        format!("{:?}", a.cell_type),
-        format!("{:?}", b.cell_type),
-    );
-    differs(
-        "branch",
-        format!("{:?}", a.branch),
-        format!("{:?}", b.branch),
-    );
-    differs(
-        "identity",
-        format!("{:?}", a.identity),
-        format!("{:?}", b.identity),
-    );
-    differs(
-        "evolutionary-stage",
-        format!("{:?}", a.evolutionary_stage),
-        format!("{:?}", b.evolutionary_stage),
-    );
-    differs(
-        "health-status",
-        format!("{:?}", a.health_status),
-        format!("{:?}", b.health_status),
-    );
-    differs(
-        "capabilities",
-        format!("{:?}", a.capabilities),
-        format!("{:?}", b.capabilities),
-    );
-    differs(
-        "consciousness-level",
-        format!("{:?}", a.consciousness_level),
-        format!("{:?}", b.consciousness_level),
-    );
-    differs(
-        "primitives",
-        format!("{:?}", a.primitives),
-        format!("{:?}", b.primitives),
-    );
-    differs(
-        "labels",
-        format!("{:?}", a.labels),
-        format!("{:?}", b.labels),
-    );
-    fields
+    macro_rules! differing {
+        ($($field:ident => $name:literal),* $(,)?) => {{
+            let mut fields = Vec::new();
+            $(
+                if format!("{:?}", a.$field) != format!("{:?}", b.$field) {
+                    fields.push($name);
+                }
+            )*
+            fields
+        }};
+    }
+    differing!(
+        cell_id => "cell-id",
+        cell_type => "cell-type",
+        branch => "branch",
+        identity => "identity",
+        evolutionary_stage => "evolutionary-stage",
+        health_status => "health-status",
+        capabilities => "capabilities",
+        consciousness_level => "consciousness-level",
+        primitives => "primitives",
+        labels => "labels",
+    )
 }
 
 /// CM07: the manifest again in the same instance (after other calls), and
