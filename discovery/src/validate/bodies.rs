@@ -48,12 +48,7 @@ pub fn cell_info(body: &[u8]) -> Result<CellInfo, Vec<FieldError>> {
         whole: &whole,
         errors: Vec::new(),
     };
-    let cell_id = c.string("cell_id", true, usize::MAX);
-    if let Some(id) = &cell_id
-        && let Err(e) = check_cell_id(id, loc("body", "cell_id"))
-    {
-        c.errors.push(e);
-    }
+    let cell_id = required_cell_id(&mut c);
     let ip = c.string("ip", true, MAX_TEXT_LEN);
     let port = c.int("port", true).and_then(|p| {
         if p < 1 {
@@ -193,12 +188,7 @@ pub fn heartbeat(body: &[u8]) -> Result<Heartbeat, Vec<FieldError>> {
         whole: &whole,
         errors: Vec::new(),
     };
-    let cell_id = c.string("cell_id", true, usize::MAX);
-    if let Some(id) = &cell_id
-        && let Err(e) = check_cell_id(id, loc("body", "cell_id"))
-    {
-        c.errors.push(e);
-    }
+    let cell_id = required_cell_id(&mut c);
     let level = c.float("consciousness_level").unwrap_or(0.0);
     let incarnation = match c.get("incarnation", false) {
         None | Some(Value::Null) => None,
@@ -232,6 +222,17 @@ pub fn heartbeat(body: &[u8]) -> Result<Heartbeat, Vec<FieldError>> {
         }),
         _ => Err(c.errors),
     }
+}
+
+/// The required `cell_id` field, checked for length and characters.
+fn required_cell_id(c: &mut Checker<'_>) -> Option<String> {
+    let cell_id = c.string("cell_id", true, usize::MAX);
+    if let Some(id) = &cell_id
+        && let Err(e) = check_cell_id(id, loc("body", "cell_id"))
+    {
+        c.errors.push(e);
+    }
+    cell_id
 }
 
 #[cfg(test)]
