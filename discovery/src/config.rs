@@ -15,8 +15,8 @@ pub const DEFAULT_MASS_EVICTION_SHARE: f64 = 0.5;
 pub const DEFAULT_MASS_EVICTION_MIN_PEERS: usize = 10;
 /// Default longest time evictions are held by the mass-eviction guard.
 pub const DEFAULT_MASS_EVICTION_HOLD: Duration = Duration::from_secs(15);
-/// Default largest accepted request body.
-pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
+/// Default largest accepted request body (the contract's bound, which clients rely on).
+pub const DEFAULT_BODY_LIMIT: usize = cellmesh_wire::limits::DISCOVERY_BODY_MAX_BYTES;
 /// Default deadline for a whole request (headers excluded: see [`DEFAULT_HEADER_TIMEOUT`]).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default deadline for a client to send a request's headers (also bounds idle keep-alive).
@@ -38,12 +38,6 @@ pub const DEFAULT_MAX_PEERS: usize = 1_000_000;
 /// One: a request is a few microseconds of work, so on the 2-core reference machine a second
 /// worker cost about 30 % of heartbeat throughput in cross-thread wake-ups (see `BENCHMARKS.md`).
 pub const DEFAULT_WORKER_THREADS: usize = 1;
-/// Longest accepted `cell_id`, in characters.
-pub const MAX_CELL_ID_LEN: usize = 128;
-/// Longest accepted free-text field (`ip`, `hostname`, `branch`, `type`, a service name).
-pub const MAX_TEXT_LEN: usize = 255;
-/// Longest accepted `services` list.
-pub const MAX_SERVICES: usize = 64;
 
 /// Server configuration; [`Default`] gives the documented defaults (TTL 15 s, etc.).
 #[derive(Debug, Clone)]

@@ -1,6 +1,7 @@
 //! The cellmesh discovery server: cells register, heartbeat and leave; silent cells are reaped.
 //!
-//! It speaks the original Python service's JSON contract unchanged (see `shared/seed-api.md`)
+//! It speaks the original Python service's JSON contract unchanged (described in
+//! `docs/contract.md`; header names, limits and body types live in the `cellmesh-wire` crate)
 //! and adds liveness on a monotonic clock, leases, a watch stream, security and a dashboard.
 //!
 //! # Modules
@@ -8,8 +9,12 @@
 //! - [`config`]: [`Config`] and its documented defaults.
 //! - [`validate`]: body and query validation with FastAPI/pydantic-shaped 422 errors.
 //! - [`registry`]: the [`PeerRegistry`] state machine (time passed in explicitly).
-//! - [`reaper`]: the expiry task (ordered deadline index, one sleeping task).
-//! - [`http`]: handlers and the router ([`app`]); [`watch`]: the SSE stream;
+//! - [`registry_handle`]: [`Registry`], the shared handle: the state machine behind its lock
+//!   plus the reaper's wake-up; its methods lock, call, unlock and wake the reaper.
+//! - [`reaper`]: the expiry task over a [`Registry`] (one task sleeping until the earliest
+//!   deadline).
+//! - [`state`]: [`AppState`], what the handlers share (config, registry, metrics, shutdown).
+//! - [`http`]: handlers and the router ([`app`]), including the SSE stream ([`http::watch`]);
 //!   [`dashboard`]: the HTML page; [`metrics`]: Prometheus text.
 //! - [`server`]: the accept loop ([`serve`]); [`error`]: [`Error`] and HTTP errors.
 //! - [`clock`]: ISO-8601 wall-clock strings for the wire.
@@ -52,7 +57,7 @@
 //!   `X-Registry-Revision`; `If-None-Match` gives 304. The revision moves with membership and
 //!   level changes only.
 //! - `GET /peers` filters: `service`, `type`, `branch`, `min_level` (AND). `GET /peers/{id}`.
-//! - `GET /peers/watch`: SSE, see [`watch`]. `GET /readyz`: 503 during the start-up grace window.
+//! - `GET /peers/watch`: SSE, see [`http::watch`]. `GET /readyz`: 503 during the start-up grace window.
 //! - `GET /`: the dashboard.
 //!
 //! # Liveness
@@ -71,14 +76,15 @@ pub mod http;
 pub mod metrics;
 pub mod reaper;
 pub mod registry;
+pub mod registry_handle;
 pub mod server;
 pub mod state;
 pub mod validate;
-pub mod watch;
 
 pub use config::Config;
 pub use error::{ApiError, Error};
 pub use http::app;
 pub use registry::PeerRegistry;
+pub use registry_handle::Registry;
 pub use server::{serve, serve_with_state};
 pub use state::AppState;

@@ -4,28 +4,30 @@
 //! Each evicted peer is logged at debug; each wake that evicted anything logs one info summary,
 //! so a mass expiry of 10,000 peers is one info line, not 10,000.
 
+use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::state::AppState;
+use crate::registry_handle::Registry;
 
 /// Peers evicted per lock acquisition, so heartbeats never wait long behind a mass expiry.
 pub const REAP_BATCH: usize = 256;
 
-/// Runs until the state's shutdown token is cancelled.
-pub async fn run(state: AppState) {
-    let shutdown = state.shutdown_token();
+/// Starts the expiry task over `registry`; it ends when `shutdown` is cancelled.
+pub fn spawn(registry: Registry, shutdown: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(run(registry, shutdown))
+}
+
+async fn run(registry: Registry, shutdown: CancellationToken) {
+    let hold_ms = registry.lock().settings().mass_eviction_hold.as_millis() as u64;
     let mut holding = false;
     // Peers evicted since this wake began (a large expiry drains over several batches).
     let mut evicted = 0usize;
     let mut wake_started = Instant::now();
     loop {
         let now = Instant::now();
-        let (outcome, next) = {
-            let mut reg = state.registry();
-            let outcome = reg.reap(now, REAP_BATCH);
-            (outcome, reg.next_wakeup(now))
-        };
+        let (outcome, next) = registry.reap(now, REAP_BATCH);
         for id in &outcome.evicted {
             debug!(cell_id = %id, reason = "expired", "peer evicted");
         }
@@ -34,8 +36,7 @@ pub async fn run(state: AppState) {
             holding = true;
             warn!(
                 held = outcome.held,
-                hold_ms = state.config().mass_eviction_hold.as_millis() as u64,
-                "mass-eviction guard: holding evictions (too many peers expiring at once)"
+                hold_ms, "mass-eviction guard: holding evictions (too many peers expiring at once)"
             );
         }
         if outcome.hold_released && holding {
@@ -57,7 +58,7 @@ pub async fn run(state: AppState) {
         }
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = state.inner.reaper_wake.notified() => {}
+            () = registry.reaper_wake() => {}
             () = sleep_opt(next) => {}
         }
         wake_started = Instant::now();

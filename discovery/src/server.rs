@@ -16,6 +16,7 @@ use tracing::{debug, info, warn};
 use crate::config::Config;
 use crate::error::Error;
 use crate::http::app;
+use crate::reaper;
 use crate::state::AppState;
 
 /// Runs the server on an already bound listener until `shutdown` resolves, then drains
@@ -45,7 +46,7 @@ pub async fn serve_with_state(
 ) -> Result<(), Error> {
     let cfg = state.config().clone();
     let token = state.shutdown_token();
-    let reaper = state.spawn_reaper();
+    let reaper_task = reaper::spawn(state.registry().clone(), token.clone());
     let router = app(state.clone());
     let mut connections = JoinSet::new();
     let permits = Arc::new(Semaphore::new(cfg.max_connections.max(1)));
@@ -114,7 +115,7 @@ pub async fn serve_with_state(
         );
         connections.abort_all();
     }
-    let _ = reaper.await;
+    let _ = reaper_task.await;
     info!("discovery stopped");
     Ok(())
 }

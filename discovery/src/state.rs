@@ -1,10 +1,8 @@
-//! Shared server state: configuration, the registry behind a short-held mutex, metrics and the
-//! shutdown token.
+//! Shared server state: configuration, the [`Registry`] handle, metrics and the shutdown token.
 
+use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -13,7 +11,8 @@ use crate::clock::unix_micros_now;
 use crate::config::Config;
 use crate::metrics::RequestMetrics;
 use crate::reaper;
-use crate::registry::{Membership, PeerRegistry, PeersView, RegistrySettings};
+use crate::registry::{PeerRegistry, RegistrySettings};
+use crate::registry_handle::Registry;
 
 /// Everything the handlers share; cheap to clone.
 #[derive(Clone)]
@@ -23,8 +22,7 @@ pub struct AppState {
 
 pub(crate) struct Shared {
     pub(crate) config: Config,
-    pub(crate) registry: Mutex<PeerRegistry>,
-    pub(crate) reaper_wake: Notify,
+    pub(crate) registry: Registry,
     pub(crate) metrics: RequestMetrics,
     pub(crate) shutdown: CancellationToken,
     /// Distinguishes this run in ETags and event ids.
@@ -56,8 +54,7 @@ impl AppState {
             inner: Arc::new(Shared {
                 my_host_json: serde_json::to_string(&config.my_host).unwrap_or_default(),
                 config,
-                registry: Mutex::new(registry),
-                reaper_wake: Notify::new(),
+                registry: Registry::new(registry),
                 metrics: RequestMetrics::default(),
                 shutdown: CancellationToken::new(),
                 boot,
@@ -72,12 +69,9 @@ impl AppState {
         &self.inner.config
     }
 
-    /// Locks the registry (for tests and tools; never hold it across `.await`).
-    pub fn registry(&self) -> MutexGuard<'_, PeerRegistry> {
-        self.inner
-            .registry
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// The registry handle (`registry().lock()` gives tests and tools the state machine).
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
     }
 
     /// Token cancelled when the server shuts down; ends the reaper and watch streams.
@@ -85,32 +79,10 @@ impl AppState {
         self.inner.shutdown.clone()
     }
 
-    /// Starts the expiry task; it stops when [`AppState::shutdown_token`] is cancelled.
+    /// Starts the expiry task over this state's registry, as [`crate::serve_with_state`] does
+    /// (for tests that drive [`crate::app`] without a server); it stops when
+    /// [`AppState::shutdown_token`] is cancelled.
     pub fn spawn_reaper(&self) -> JoinHandle<()> {
-        tokio::spawn(reaper::run(self.clone()))
-    }
-
-    /// The registry's view at its current revision; when it must be built, the sort happens
-    /// outside the lock so heartbeats do not wait behind it.
-    pub fn peers_view(&self) -> Arc<PeersView> {
-        let members = {
-            let reg = self.registry();
-            if let Some(v) = reg.cached_view() {
-                return v;
-            }
-            reg.membership()
-        };
-        self.install_view(members)
-    }
-
-    /// Sorts `members` (without holding the lock) and caches the view if it is still current.
-    pub fn install_view(&self, members: Membership) -> Arc<PeersView> {
-        let view = Arc::new(members.sorted());
-        self.registry().install_view(view.clone());
-        view
-    }
-
-    pub(crate) fn wake_reaper(&self) {
-        self.inner.reaper_wake.notify_one();
+        reaper::spawn(self.registry().clone(), self.shutdown_token())
     }
 }

@@ -1,4 +1,9 @@
-//! Command-line arguments of `cell-host`, each with an environment twin.
+//! Command-line arguments of `cell-host`, each with an environment twin,
+//! and [`HostConfig`], the typed configuration they become at the edge
+//! ([`HostConfig::try_from`], failing with a [`ConfigError`] that names the
+//! flag). Defaults live with the types they configure ([`SandboxLimits`],
+//! [`LifecycleSettings`], [`ShutdownSettings`], [`ApiLimits`]); the flags
+//! only show them.
 //!
 //! The structs live in the library so that tests build them with
 //! [`clap::Parser::parse_from`] exactly as the binary does. The original
@@ -16,36 +21,22 @@ use std::time::Duration;
 
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+use crate::api::ApiLimits;
+use crate::lifecycle::{BackoffPolicy, LifecycleSettings, ShutdownSettings};
 use crate::plugin::SandboxLimits;
+use crate::plugin::validate::{MAX_CELL_ID_LEN, valid_cell_id};
 
 /// Discovery URL used when neither `--discovery` nor `AIOS_DISCOVERY_URL` is given.
 pub const DEFAULT_DISCOVERY_URL: &str = "http://127.0.0.1:8001";
 /// Address the cell's HTTP API listens on by default.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8000";
-/// CPU deadline of one plugin call, in milliseconds.
-pub const DEFAULT_CALL_TIMEOUT_MS: u64 = 500;
-/// Memory cap of one plugin instance, in MiB.
-pub const DEFAULT_MEMORY_LIMIT_MB: u64 = 64;
-/// Interval between heartbeats, in milliseconds (the original's 5 s).
-pub const DEFAULT_HEARTBEAT_MS: u64 = 5_000;
-/// Registration tries before the host says it keeps trying in the background.
-pub const DEFAULT_REGISTER_ATTEMPTS: u32 = 10;
-/// First registration back-off ceiling, in milliseconds (doubles per try).
-pub const DEFAULT_REGISTER_BASE_MS: u64 = 1_000;
-/// Largest registration back-off ceiling, in milliseconds.
-pub const DEFAULT_REGISTER_CAP_MS: u64 = 30_000;
-/// Bound on deregistration at shutdown, in milliseconds.
-pub const DEFAULT_DEREGISTER_TIMEOUT_MS: u64 = 2_000;
-/// Bound on the plugin's shutdown hook, in milliseconds.
-pub const DEFAULT_SHUTDOWN_HOOK_MS: u64 = 1_000;
-/// Bound on draining open HTTP connections at shutdown, in milliseconds.
-pub const DEFAULT_DRAIN_MS: u64 = 3_000;
-/// Timeout of one HTTP request to discovery or to a peer, in milliseconds.
-pub const DEFAULT_HTTP_TIMEOUT_MS: u64 = 2_000;
-/// Largest request body the API accepts, in bytes.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
-/// Most concurrent requests the API serves; further ones wait.
-pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 1_024;
+/// Default timeout of one HTTP request to discovery or to a peer.
+pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A duration in whole milliseconds, for the flags' defaults.
+const fn ms(duration: Duration) -> u64 {
+    duration.as_millis() as u64
+}
 
 /// `cell-host`: runs one cell plugin (a WebAssembly component targeting the
 /// `cellmesh:cell/guest@0.1.0` world) as a networked cell of the mesh.
@@ -97,48 +88,48 @@ pub struct Args {
     pub config: Vec<(String, String)>,
 
     /// CPU deadline of one plugin call, in milliseconds.
-    #[arg(long, env = "CELLMESH_CALL_TIMEOUT_MS", default_value_t = DEFAULT_CALL_TIMEOUT_MS)]
+    #[arg(long, env = "CELLMESH_CALL_TIMEOUT_MS", default_value_t = ms(SandboxLimits::DEFAULT_CALL_TIMEOUT))]
     pub call_timeout_ms: u64,
 
     /// Memory cap of one plugin instance, in MiB.
-    #[arg(long, env = "CELLMESH_MEMORY_LIMIT_MB", default_value_t = DEFAULT_MEMORY_LIMIT_MB)]
+    #[arg(long, env = "CELLMESH_MEMORY_LIMIT_MB", default_value_t = SandboxLimits::DEFAULT_MEMORY_LIMIT_MIB)]
     pub memory_limit_mb: u64,
 
     /// Interval between heartbeats, in milliseconds.
-    #[arg(long, env = "CELLMESH_HEARTBEAT_MS", default_value_t = DEFAULT_HEARTBEAT_MS)]
+    #[arg(long, env = "CELLMESH_HEARTBEAT_MS", default_value_t = ms(LifecycleSettings::DEFAULT_HEARTBEAT))]
     pub heartbeat_ms: u64,
 
     /// Registration tries before the host logs that it keeps trying in the background.
-    #[arg(long, env = "CELLMESH_REGISTER_ATTEMPTS", default_value_t = DEFAULT_REGISTER_ATTEMPTS)]
+    #[arg(long, env = "CELLMESH_REGISTER_ATTEMPTS", default_value_t = BackoffPolicy::DEFAULT_ATTEMPTS)]
     pub register_attempts: u32,
 
     /// First registration back-off ceiling in milliseconds; doubles per try.
-    #[arg(long, env = "CELLMESH_REGISTER_BASE_MS", default_value_t = DEFAULT_REGISTER_BASE_MS)]
+    #[arg(long, env = "CELLMESH_REGISTER_BASE_MS", default_value_t = ms(BackoffPolicy::DEFAULT_BASE))]
     pub register_base_ms: u64,
 
     /// Largest registration back-off ceiling in milliseconds.
-    #[arg(long, env = "CELLMESH_REGISTER_CAP_MS", default_value_t = DEFAULT_REGISTER_CAP_MS)]
+    #[arg(long, env = "CELLMESH_REGISTER_CAP_MS", default_value_t = ms(BackoffPolicy::DEFAULT_CAP))]
     pub register_cap_ms: u64,
 
     /// Bound on deregistration at shutdown, in milliseconds.
-    #[arg(long, env = "CELLMESH_DEREGISTER_TIMEOUT_MS", default_value_t = DEFAULT_DEREGISTER_TIMEOUT_MS)]
+    #[arg(long, env = "CELLMESH_DEREGISTER_TIMEOUT_MS", default_value_t = ms(ShutdownSettings::DEFAULT_DEREGISTER))]
     pub deregister_timeout_ms: u64,
 
     /// Bound on the plugin's shutdown hook, in milliseconds.
-    #[arg(long, env = "CELLMESH_SHUTDOWN_HOOK_MS", default_value_t = DEFAULT_SHUTDOWN_HOOK_MS)]
+    #[arg(long, env = "CELLMESH_SHUTDOWN_HOOK_MS", default_value_t = ms(ShutdownSettings::DEFAULT_PLUGIN_HOOK))]
     pub shutdown_hook_ms: u64,
 
     /// Bound on draining open HTTP connections at shutdown, in milliseconds.
-    #[arg(long, env = "CELLMESH_DRAIN_MS", default_value_t = DEFAULT_DRAIN_MS)]
+    #[arg(long, env = "CELLMESH_DRAIN_MS", default_value_t = ms(ShutdownSettings::DEFAULT_DRAIN))]
     pub drain_ms: u64,
 
     /// Timeout of one HTTP request to discovery or a peer, in milliseconds.
-    #[arg(long, env = "CELLMESH_HTTP_TIMEOUT_MS", default_value_t = DEFAULT_HTTP_TIMEOUT_MS)]
+    #[arg(long, env = "CELLMESH_HTTP_TIMEOUT_MS", default_value_t = ms(DEFAULT_HTTP_TIMEOUT))]
     pub http_timeout_ms: u64,
 
     /// Delay before the first registration, in milliseconds (the original
     /// waited 2-3 s; back-off makes that unnecessary).
-    #[arg(long, env = "CELLMESH_STARTUP_DELAY_MS", default_value_t = 0)]
+    #[arg(long, env = "CELLMESH_STARTUP_DELAY_MS", default_value_t = ms(LifecycleSettings::DEFAULT_STARTUP_DELAY))]
     pub startup_delay_ms: u64,
 
     /// Directory of compiled components; default `$XDG_CACHE_HOME/cellmesh`
@@ -172,7 +163,7 @@ pub struct ConformanceArgs {
     #[arg(
         long,
         env = "CELLMESH_CALL_TIMEOUT_MS",
-        default_value_t = DEFAULT_CALL_TIMEOUT_MS,
+        default_value_t = ms(SandboxLimits::DEFAULT_CALL_TIMEOUT),
         value_parser = clap::value_parser!(u64).range(1..=600_000)
     )]
     pub call_timeout_ms: u64,
@@ -182,7 +173,7 @@ pub struct ConformanceArgs {
     #[arg(
         long,
         env = "CELLMESH_MEMORY_LIMIT_MB",
-        default_value_t = DEFAULT_MEMORY_LIMIT_MB,
+        default_value_t = SandboxLimits::DEFAULT_MEMORY_LIMIT_MIB,
         value_parser = clap::value_parser!(u64).range(1..=4_096)
     )]
     pub memory_limit_mb: u64,
@@ -191,10 +182,10 @@ pub struct ConformanceArgs {
 impl ConformanceArgs {
     /// The sandbox limits the suite runs the plugin under.
     pub fn limits(&self) -> SandboxLimits {
-        SandboxLimits {
-            call_timeout: Duration::from_millis(self.call_timeout_ms),
-            memory_limit_bytes: usize::try_from(self.memory_limit_mb << 20).unwrap_or(usize::MAX),
-        }
+        SandboxLimits::new(
+            Duration::from_millis(self.call_timeout_ms),
+            self.memory_limit_mb,
+        )
     }
 }
 
@@ -265,36 +256,134 @@ fn parse_key_value(raw: &str) -> Result<(String, String), String> {
     }
 }
 
-impl Args {
-    /// The address to bind: `--listen` with `--port` applied.
-    pub fn listen_addr(&self) -> SocketAddr {
-        let mut addr = self.listen;
-        if let Some(port) = self.port {
-            addr.set_port(port);
+/// Where peers reach a cell: the parsed `--advertise HOST:PORT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdvertiseAddr {
+    /// Host name or address (IPv6 without its brackets).
+    pub host: String,
+    /// Port.
+    pub port: u16,
+}
+
+/// Why the command line cannot run a cell; each names the flag at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// `--advertise` is not `HOST:PORT`.
+    #[error("--advertise must be HOST:PORT, got `{0}`")]
+    Advertise(String),
+    /// `--cell-id` breaks the contract's rule for ids.
+    #[error("--cell-id {0:?} must be 1 to {max} characters from [A-Za-z0-9._-]", max = MAX_CELL_ID_LEN)]
+    CellId(String),
+}
+
+/// Everything a cell host runs with, as typed values: [`Args`] checked and
+/// converted at the edge ([`HostConfig::try_from`]). The library
+/// ([`crate::start`], [`crate::run`]) works from this, never from flags.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// The plugin component (`.wasm`).
+    pub plugin: PathBuf,
+    /// Plugin configuration pairs, in the order given.
+    pub plugin_config: Vec<(String, String)>,
+    /// Address the API binds: `--listen` with `--port` applied.
+    pub listen: SocketAddr,
+    /// Where peers reach the cell; `None`: the bound address, or this
+    /// machine's host name when bound to an unspecified address.
+    pub advertise: Option<AdvertiseAddr>,
+    /// Cell id overriding the manifest's (a valid id).
+    pub cell_id: Option<String>,
+    /// Appends a stable suffix derived from the advertised address to the
+    /// cell id, so replicas of one plugin get distinct ids.
+    pub unique_id: bool,
+    /// Branch overriding the manifest's (an empty one counts as none).
+    pub branch: Option<String>,
+    /// Base URL of the discovery service.
+    pub discovery_url: String,
+    /// Shared token presented to discovery as `Authorization: Bearer`.
+    pub discovery_token: Option<String>,
+    /// Timeout of one HTTP request to discovery or a peer.
+    pub http_timeout: Duration,
+    /// Directory of compiled components; `None`: compile on every start.
+    pub cache_dir: Option<PathBuf>,
+    /// CPU deadline and memory cap of the plugin.
+    pub limits: SandboxLimits,
+    /// Heartbeat interval, registration back-off, start-up delay.
+    pub lifecycle: LifecycleSettings,
+    /// Bounds on each shutdown step.
+    pub shutdown: ShutdownSettings,
+    /// Limits of the HTTP API.
+    pub api: ApiLimits,
+}
+
+impl TryFrom<Args> for HostConfig {
+    type Error = ConfigError;
+
+    /// Checks `--advertise` and `--cell-id`, applies `--port` to
+    /// `--listen`, turns milliseconds into durations (intervals of 0 ms
+    /// become 1 ms) and resolves the cache directory (`--no-cache` wins,
+    /// then `--cache-dir`, then the platform's cache directory).
+    fn try_from(args: Args) -> Result<Self, ConfigError> {
+        let advertise = args
+            .advertise
+            .map(|given| parse_advertise(&given).ok_or(ConfigError::Advertise(given)))
+            .transpose()?;
+        if let Some(id) = &args.cell_id
+            && !valid_cell_id(id)
+        {
+            return Err(ConfigError::CellId(id.clone()));
         }
-        addr
-    }
-
-    /// CPU deadline of one plugin call.
-    pub fn call_timeout(&self) -> Duration {
-        Duration::from_millis(self.call_timeout_ms)
-    }
-
-    /// Interval between heartbeats.
-    pub fn heartbeat_interval(&self) -> Duration {
-        Duration::from_millis(self.heartbeat_ms.max(1))
-    }
-
-    /// The cache directory to use, or `None` when caching is off or no
-    /// directory can be found.
-    pub fn effective_cache_dir(&self) -> Option<PathBuf> {
-        if self.no_cache {
-            return None;
+        let mut listen = args.listen;
+        if let Some(port) = args.port {
+            listen.set_port(port);
         }
-        self.cache_dir
-            .clone()
-            .or_else(crate::plugin::cache::default_cache_dir)
+        let cache_dir = if args.no_cache {
+            None
+        } else {
+            args.cache_dir
+                .or_else(crate::plugin::cache::default_cache_dir)
+        };
+        let millis = Duration::from_millis;
+        Ok(Self {
+            plugin: args.plugin,
+            plugin_config: args.config,
+            listen,
+            advertise,
+            cell_id: args.cell_id,
+            unique_id: args.unique_id,
+            branch: args.branch,
+            discovery_url: args.discovery,
+            discovery_token: args.discovery_token,
+            http_timeout: millis(args.http_timeout_ms),
+            cache_dir,
+            limits: SandboxLimits::new(millis(args.call_timeout_ms), args.memory_limit_mb),
+            lifecycle: LifecycleSettings {
+                heartbeat: millis(args.heartbeat_ms.max(1)),
+                backoff: BackoffPolicy {
+                    base: millis(args.register_base_ms.max(1)),
+                    cap: millis(args.register_cap_ms.max(1)),
+                    attempts: args.register_attempts,
+                },
+                startup_delay: millis(args.startup_delay_ms),
+            },
+            shutdown: ShutdownSettings {
+                drain: millis(args.drain_ms),
+                plugin_hook: millis(args.shutdown_hook_ms),
+                deregister: millis(args.deregister_timeout_ms),
+            },
+            api: ApiLimits::default(),
+        })
     }
+}
+
+/// Parses `HOST:PORT` (`[v6]:PORT` too); `None` when it is not that.
+fn parse_advertise(given: &str) -> Option<AdvertiseAddr> {
+    let (host, port) = given.rsplit_once(':')?;
+    let port = port.parse().ok()?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (!host.is_empty()).then(|| AdvertiseAddr {
+        host: host.to_owned(),
+        port,
+    })
 }
 
 #[cfg(test)]
@@ -352,18 +441,70 @@ mod tests {
         );
     }
 
+    fn config(extra: &[&str]) -> Result<HostConfig, ConfigError> {
+        let argv = ["cell-host", "--plugin", "p.wasm"].iter().chain(extra);
+        HostConfig::try_from(Args::try_parse_from(argv).unwrap())
+    }
+
     #[test]
     fn port_overrides_listen_port() {
-        let args = Args::try_parse_from([
-            "cell-host",
-            "--plugin",
-            "p",
-            "--listen",
-            "127.0.0.1:1",
-            "--port",
-            "9",
+        let config = config(&["--listen", "127.0.0.1:1", "--port", "9"]).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:9".parse().unwrap());
+    }
+
+    /// Guards that the flags' defaults are the types' defaults.
+    #[test]
+    fn flag_defaults_are_the_domain_defaults() {
+        let config = config(&["--no-cache"]).unwrap();
+        assert_eq!(config.limits, SandboxLimits::default());
+        assert_eq!(config.lifecycle, LifecycleSettings::default());
+        assert_eq!(config.shutdown, ShutdownSettings::default());
+        assert_eq!(config.http_timeout, DEFAULT_HTTP_TIMEOUT);
+        assert_eq!(config.cache_dir, None);
+        assert_eq!(config.advertise, None);
+    }
+
+    #[test]
+    fn advertise_and_cell_id_are_checked_naming_the_flag() {
+        let config = config(&["--advertise", "[::1]:7000", "--cell-id", "a.b-c_1"]).unwrap();
+        let advertise = config.advertise.unwrap();
+        assert_eq!((advertise.host.as_str(), advertise.port), ("::1", 7000));
+        assert_eq!(config.cell_id.as_deref(), Some("a.b-c_1"));
+        for bad in ["nohost", ":80", "h:port", "h:70000"] {
+            let error = self::config(&["--advertise", bad]).unwrap_err();
+            assert_eq!(error, ConfigError::Advertise(bad.into()));
+            assert!(
+                error
+                    .to_string()
+                    .starts_with("--advertise must be HOST:PORT")
+            );
+        }
+        let error = self::config(&["--cell-id", "bad id!"]).unwrap_err();
+        assert_eq!(error, ConfigError::CellId("bad id!".into()));
+        assert_eq!(
+            error.to_string(),
+            r#"--cell-id "bad id!" must be 1 to 64 characters from [A-Za-z0-9._-]"#
+        );
+    }
+
+    #[test]
+    fn zero_intervals_become_one_millisecond_and_cache_flags_resolve() {
+        let config = config(&[
+            "--heartbeat-ms",
+            "0",
+            "--register-base-ms",
+            "0",
+            "--cache-dir",
+            "/tmp/c",
+            "--memory-limit-mb",
+            "3",
         ])
         .unwrap();
-        assert_eq!(args.listen_addr(), "127.0.0.1:9".parse().unwrap());
+        assert_eq!(config.lifecycle.heartbeat, Duration::from_millis(1));
+        assert_eq!(config.lifecycle.backoff.base, Duration::from_millis(1));
+        assert_eq!(config.cache_dir, Some(PathBuf::from("/tmp/c")));
+        assert_eq!(config.limits.memory_limit_bytes, 3 << 20);
+        let config = self::config(&["--cache-dir", "/tmp/c", "--no-cache"]).unwrap();
+        assert_eq!(config.cache_dir, None);
     }
 }

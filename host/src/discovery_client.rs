@@ -5,88 +5,38 @@
 //! additions: when a registration answer carries a lease (`incarnation`)
 //! or a per-cell `secret`, they are kept and sent back on heartbeat and
 //! deregistration; when it does not (the original Python service), nothing
-//! extra is sent.
+//! extra is sent. The bodies and header names are `cellmesh_wire`'s, shared
+//! with the discovery service.
 
 use std::time::Duration;
 
+use cellmesh_wire::headers;
+use cellmesh_wire::{
+    DeregisterAnswer, HeartbeatAnswer, HeartbeatRequest, PeersAnswer, RegisterAnswer,
+};
 use reqwest::StatusCode;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-/// Header carrying the per-cell secret, when discovery issued one.
-pub const SECRET_HEADER: &str = "x-cell-secret";
-
-/// What a cell registers (the original's `CellInfo` without `last_seen`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Registration {
-    /// Cell id.
-    pub cell_id: String,
-    /// Address peers use to reach the cell.
-    pub ip: String,
-    /// Port of the cell's HTTP API.
-    pub port: u16,
-    /// Current level.
-    pub consciousness_level: f64,
-    /// Capability names.
-    pub services: Vec<String>,
-    /// Branch.
-    pub branch: String,
-    /// Cell type (`pure_cell`, `alpha_cell`).
-    #[serde(rename = "type")]
-    pub cell_type: String,
-    /// Host name.
-    pub hostname: String,
-}
+/// The wire types a host sends and reads, under their former paths.
+pub use cellmesh_wire::{PeerInfo, Registration};
 
 /// What discovery issued at registration, to present on later calls.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Lease {
     /// Lease id of this registration (our discovery only).
-    pub incarnation: Option<Value>,
+    pub incarnation: Option<u64>,
     /// Per-cell secret (our discovery only).
     pub secret: Option<String>,
 }
 
-/// A peer as `GET /peers` lists it.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct PeerInfo {
-    /// Cell id.
-    pub cell_id: String,
-    /// Address.
-    pub ip: String,
-    /// Port.
-    pub port: u16,
-    /// Level at its last heartbeat.
-    #[serde(default)]
-    pub consciousness_level: f64,
-    /// Services.
-    #[serde(default)]
-    pub services: Vec<String>,
-    /// Branch.
-    #[serde(default)]
-    pub branch: String,
-    /// Cell type.
-    #[serde(default, rename = "type")]
-    pub cell_type: String,
-    /// Host name.
-    #[serde(default)]
-    pub hostname: String,
-    /// Last heartbeat, as discovery wrote it.
-    #[serde(default)]
-    pub last_seen: Option<String>,
-    /// Milliseconds since the last heartbeat, when discovery says.
-    #[serde(default)]
-    pub age_ms: Option<u64>,
-}
-
-impl PeerInfo {
-    /// Base URL of the peer's HTTP API.
-    pub fn base_url(&self) -> String {
-        if self.ip.contains(':') && !self.ip.starts_with('[') {
-            format!("http://[{}]:{}", self.ip, self.port)
-        } else {
-            format!("http://{}:{}", self.ip, self.port)
-        }
+/// Base URL of a listed peer's HTTP API (an IPv6 address in brackets).
+pub fn peer_base_url(peer: &PeerInfo) -> String {
+    if peer.ip.contains(':') && !peer.ip.starts_with('[') {
+        format!("http://[{}]:{}", peer.ip, peer.port)
+    } else {
+        format!("http://{}:{}", peer.ip, peer.port)
     }
 }
 
@@ -153,20 +103,17 @@ impl DiscoveryClient {
     /// `POST /register`. Keeps whatever lease the answer carries.
     pub async fn register(&self, registration: &Registration) -> Result<Lease, DiscoveryError> {
         let url = format!("{}/register", self.base);
-        let answer = self
+        let answer: RegisterAnswer = self
             .send(self.http.post(&url).json(registration), &url)
             .await?;
         Ok(Lease {
-            incarnation: answer.get("incarnation").filter(|v| !v.is_null()).cloned(),
-            secret: answer
-                .get("secret")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+            incarnation: answer.incarnation,
+            secret: answer.secret,
         })
     }
 
-    /// `POST /heartbeat` with the current level; answers `peers_count`
-    /// when discovery gives it.
+    /// `POST /heartbeat` with the current level; answers discovery's
+    /// `peers_count` (always given: the contract requires it).
     pub async fn heartbeat(
         &self,
         cell_id: &str,
@@ -174,46 +121,41 @@ impl DiscoveryClient {
         lease: &Lease,
     ) -> Result<Option<u64>, DiscoveryError> {
         let url = format!("{}/heartbeat", self.base);
-        let mut body = serde_json::json!({ "cell_id": cell_id, "consciousness_level": level });
-        if let Some(incarnation) = &lease.incarnation {
-            body["incarnation"] = incarnation.clone();
-        }
+        let body = HeartbeatRequest {
+            cell_id: cell_id.to_owned(),
+            consciousness_level: Some(level),
+            incarnation: lease.incarnation,
+        };
         let request = with_secret(self.http.post(&url).json(&body), lease);
-        let answer = self.send(request, &url).await?;
-        Ok(answer.get("peers_count").and_then(Value::as_u64))
+        let answer: HeartbeatAnswer = self.send(request, &url).await?;
+        Ok(Some(answer.peers_count))
     }
 
     /// `DELETE /peer/{cell_id}`.
     pub async fn deregister(&self, cell_id: &str, lease: &Lease) -> Result<(), DiscoveryError> {
         let mut url = format!("{}/peer/{}", self.base, cell_id);
-        if let Some(incarnation) = &lease.incarnation {
-            let text = match incarnation {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            url.push_str("?incarnation=");
-            url.push_str(&text);
+        if let Some(incarnation) = lease.incarnation {
+            url.push_str(&format!("?incarnation={incarnation}"));
         }
         let request = with_secret(self.http.delete(&url), lease);
-        self.send(request, &url).await.map(drop)
+        let _: DeregisterAnswer = self.send(request, &url).await?;
+        Ok(())
     }
 
     /// `GET /peers`.
     pub async fn peers(&self) -> Result<Vec<PeerInfo>, DiscoveryError> {
         let url = format!("{}/peers", self.base);
-        let answer = self.send(self.http.get(&url), &url).await?;
-        let peers = answer
-            .get("peers")
-            .cloned()
-            .ok_or_else(|| DiscoveryError::Decode("no `peers` field".into()))?;
-        serde_json::from_value(peers).map_err(|e| DiscoveryError::Decode(e.to_string()))
+        let answer: PeersAnswer = self.send(self.http.get(&url), &url).await?;
+        Ok(answer.peers)
     }
 
-    async fn send(
+    /// Sends `request` and reads a 2xx answer as `T`; any other status
+    /// becomes the matching [`DiscoveryError`], with discovery's `detail`.
+    async fn send<T: DeserializeOwned>(
         &self,
         request: reqwest::RequestBuilder,
         url: &str,
-    ) -> Result<Value, DiscoveryError> {
+    ) -> Result<T, DiscoveryError> {
         let unreachable = |error| DiscoveryError::Unreachable {
             url: url.to_owned(),
             error,
@@ -225,18 +167,17 @@ impl DiscoveryClient {
         let response = request.send().await.map_err(unreachable)?;
         let status = response.status();
         let body = response.bytes().await.map_err(unreachable)?;
-        let json: Option<Value> = serde_json::from_slice(&body).ok();
         if status.is_success() {
-            return json.ok_or_else(|| DiscoveryError::Decode("the body is not JSON".into()));
+            return serde_json::from_slice(&body)
+                .map_err(|e| DiscoveryError::Decode(e.to_string()));
         }
-        let detail = json
-            .as_ref()
-            .and_then(|j| j.get("detail"))
-            .map(|d| match d {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            })
-            .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect());
+        let detail = match serde_json::from_slice::<AnyDetail>(&body) {
+            Ok(AnyDetail {
+                detail: Value::String(s),
+            }) => s,
+            Ok(AnyDetail { detail }) => detail.to_string(),
+            Err(_) => String::from_utf8_lossy(&body).chars().take(200).collect(),
+        };
         Err(match status {
             StatusCode::NOT_FOUND => DiscoveryError::NotRegistered(detail),
             StatusCode::CONFLICT => DiscoveryError::Superseded(detail),
@@ -245,9 +186,16 @@ impl DiscoveryClient {
     }
 }
 
+/// The `detail` of an error answer: a sentence, or (422) a list of field
+/// errors, shown as its JSON text.
+#[derive(Deserialize)]
+struct AnyDetail {
+    detail: Value,
+}
+
 fn with_secret(request: reqwest::RequestBuilder, lease: &Lease) -> reqwest::RequestBuilder {
     match &lease.secret {
-        Some(secret) => request.header(SECRET_HEADER, secret),
+        Some(secret) => request.header(headers::SECRET, secret),
         None => request,
     }
 }

@@ -1,14 +1,13 @@
 //! Errors at the crate's boundaries: [`Error`] for starting and running a
-//! host, [`ApiError`] for HTTP answers (clients see a clean `detail`, the
-//! cause goes to the log). Plugin-level errors live in
-//! [`crate::plugin::error`], a library API of its own.
+//! host; [`ApiError`], the HTTP answers, lives with the API
+//! ([`crate::api`]) and is re-exported here under its former path.
+//! Plugin-level errors live in [`crate::plugin::error`], a library API of
+//! its own.
 
-use axum::Json;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use crate::config::ConfigError;
+use crate::plugin::LoadError;
 
-use crate::plugin::{LoadError, PluginError};
+pub use crate::api::ApiError;
 
 /// Why a host could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -18,7 +17,7 @@ pub enum Error {
     Load(LoadError),
     /// The command line or environment is inconsistent.
     #[error("invalid configuration: {0}")]
-    Config(String),
+    Config(ConfigError),
     /// The HTTP server failed.
     #[error("the HTTP server failed: {0}")]
     Serve(std::io::Error),
@@ -43,76 +42,8 @@ impl From<LoadError> for Error {
     }
 }
 
-/// An HTTP error answer: a status and a JSON body with a `detail`.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    /// The request is malformed or lacks a field (400).
-    #[error("{0}")]
-    BadRequest(String),
-    /// Something named in the request does not exist (404); `extra` fields
-    /// are added to the body.
-    #[error("{detail}")]
-    NotFound {
-        /// What was not found.
-        detail: String,
-        /// More fields for the body (e.g. the known capabilities).
-        extra: Option<Value>,
-    },
-    /// A peer could not be reached or failed (502).
-    #[error("{0}")]
-    BadGateway(String),
-    /// A capability ran and failed (500).
-    #[error("capability failed: {0}")]
-    CapabilityFailed(String),
-    /// The plugin call failed (5xx, naming what happened).
-    #[error(transparent)]
-    Plugin(#[from] PluginError),
-    /// The body exceeds the limit (413).
-    #[error("{0}")]
-    TooLarge(String),
-    /// A resource is exhausted (503).
-    #[error("{0}")]
-    Unavailable(String),
-}
-
-impl ApiError {
-    /// The status this error answers with.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
-            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
-            ApiError::CapabilityFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::Plugin(PluginError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::Plugin(PluginError::Instantiate(_)) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Plugin(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        let mut body = json!({ "detail": self.to_string() });
-        match &self {
-            ApiError::Plugin(error) => {
-                body["error"] = Value::String(format!("plugin_{}", error.kind()));
-            }
-            ApiError::NotFound {
-                extra: Some(Value::Object(extra)),
-                ..
-            } => {
-                for (k, v) in extra {
-                    body[k] = v.clone();
-                }
-            }
-            _ => {}
-        }
-        if status.is_server_error() {
-            tracing::warn!(status = status.as_u16(), detail = %self, "request failed");
-        }
-        (status, Json(body)).into_response()
+impl From<ConfigError> for Error {
+    fn from(error: ConfigError) -> Self {
+        Error::Config(error)
     }
 }

@@ -4,7 +4,8 @@
 //! behaviour.
 //!
 //! Modules:
-//! - [`config`]: command-line arguments with environment twins.
+//! - [`config`]: command-line arguments with environment twins, and the
+//!   typed [`HostConfig`] they become at the edge.
 //! - [`plugin`]: loading, checking, caching and sandboxing plugins; usable
 //!   on its own (the conformance suite builds on it).
 //! - [`conformance`]: the plugin conformance suite (`cell-host conformance`).
@@ -16,9 +17,10 @@
 //! - [`messages`]: bounded message and sync logs.
 //! - [`error`]: [`Error`] and [`error::ApiError`].
 //!
-//! [`run`] is the whole host: [`start`] loads the plugin and builds the
-//! cell, [`CellHost::serve`] serves until the shutdown future resolves,
-//! then stops accepting, calls the plugin's shutdown hook and deregisters.
+//! [`run`] is the whole host, driven by a [`HostConfig`]: [`start`] loads
+//! the plugin and builds the cell, [`CellHost::serve`] serves until the
+//! shutdown future resolves, then stops accepting, calls the plugin's
+//! shutdown hook and deregisters.
 
 pub mod api;
 pub mod cell;
@@ -34,38 +36,36 @@ pub mod plugin;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use crate::config::{Args, Cli, Command, ConformanceArgs};
+pub use crate::config::{Args, Cli, Command, ConfigError, ConformanceArgs, HostConfig};
 pub use crate::error::Error;
 
-use crate::api::ApiLimits;
 use crate::cell::{CellRuntime, Identity, unique_cell_id};
+use crate::config::AdvertiseAddr;
 use crate::discovery_client::{DiscoveryClient, http_client};
-use crate::lifecycle::{BackoffPolicy, LifecycleEnd, LifecycleSettings};
+use crate::lifecycle::LifecycleEnd;
 use crate::mesh::{Mesh, MeshServices};
-use crate::plugin::validate::valid_cell_id;
-use crate::plugin::{ComponentCache, LoadError, PluginEngine, PluginSandbox, SandboxLimits};
+use crate::plugin::{ComponentCache, LoadError, PluginEngine, PluginSandbox};
 
 /// A cell ready to serve: plugin loaded and checked, listener bound.
 #[derive(Debug)]
 pub struct CellHost {
     cell: Arc<CellRuntime>,
     listener: TcpListener,
-    args: Args,
+    config: HostConfig,
 }
 
 /// Runs a cell until `shutdown` resolves (or discovery reports a newer
 /// incarnation of its id), then shuts down cleanly.
 pub async fn run(
-    args: Args,
+    config: HostConfig,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    start(args, listener).await?.serve(shutdown).await
+    start(config, listener).await?.serve(shutdown).await
 }
 
 /// The machine's host name: `$HOSTNAME`, `/etc/hostname`, or `localhost`.
@@ -82,66 +82,60 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "localhost".to_owned())
 }
 
-/// Where peers reach this cell: `--advertise`, else the listen address
-/// when it is a loopback or specific address, else the host name; the port
-/// is the bound one.
-fn advertise(args: &Args, bound: SocketAddr) -> Result<(String, u16), Error> {
-    if let Some(given) = &args.advertise {
-        let bad = || Error::Config(format!("--advertise must be HOST:PORT, got `{given}`"));
-        let (host, port) = given.rsplit_once(':').ok_or_else(bad)?;
-        let port: u16 = port.parse().map_err(|_| bad())?;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        if host.is_empty() {
-            return Err(bad());
-        }
-        return Ok((host.to_owned(), port));
+/// Where peers reach this cell: the configured address, else the bound
+/// address when it is a loopback or specific one, else the host name with
+/// the bound port.
+fn advertise(config: &HostConfig, bound: SocketAddr) -> AdvertiseAddr {
+    if let Some(given) = &config.advertise {
+        return given.clone();
     }
     let host = if bound.ip().is_unspecified() {
         hostname()
     } else {
         bound.ip().to_string()
     };
-    Ok((host, bound.port()))
+    AdvertiseAddr {
+        host,
+        port: bound.port(),
+    }
 }
 
 /// Loads and checks the plugin, reads its manifest and builds the cell.
 /// Every reason to refuse the plugin is an [`Error::Load`] saying exactly
 /// what is wrong.
-pub async fn start(args: Args, listener: TcpListener) -> Result<CellHost, Error> {
+pub async fn start(config: HostConfig, listener: TcpListener) -> Result<CellHost, Error> {
     let bound = listener.local_addr().map_err(Error::Serve)?;
-    let (advertise_host, advertise_port) = advertise(&args, bound)?;
-    if let Some(id) = &args.cell_id
-        && !valid_cell_id(id)
-    {
-        return Err(Error::Config(format!(
-            "--cell-id {id:?} must be 1 to 64 characters from [A-Za-z0-9._-]"
-        )));
-    }
-    let http = http_client(Duration::from_millis(args.http_timeout_ms));
-    let discovery = DiscoveryClient::new(http.clone(), &args.discovery)
-        .with_token(args.discovery_token.clone());
+    let AdvertiseAddr {
+        host: advertise_host,
+        port: advertise_port,
+    } = advertise(&config, bound);
+    let http = http_client(config.http_timeout);
+    let discovery = DiscoveryClient::new(http.clone(), &config.discovery_url)
+        .with_token(config.discovery_token.clone());
     let mesh = Arc::new(Mesh::new(discovery, http));
-    let services = Arc::new(MeshServices::new(mesh.clone(), args.config.clone()));
+    let services = Arc::new(MeshServices::new(
+        mesh.clone(),
+        config.plugin_config.clone(),
+    ));
     let engine = PluginEngine::new().map_err(|e| LoadError::Engine(format!("{e:#}")))?;
-    let cache = args.effective_cache_dir().map(ComponentCache::new);
-    let limits = SandboxLimits {
-        call_timeout: args.call_timeout(),
-        memory_limit_bytes: usize::try_from(args.memory_limit_mb.saturating_mul(1 << 20))
-            .unwrap_or(usize::MAX),
-    };
-    let sandbox =
-        PluginSandbox::load(&engine, &args.plugin, cache.as_ref(), limits, services).await?;
+    let cache = config.cache_dir.as_deref().map(ComponentCache::new);
+    let sandbox = PluginSandbox::builder(&engine, &config.plugin)
+        .cache(cache.as_ref())
+        .limits(config.limits)
+        .services(services)
+        .load()
+        .await?;
     let manifest = sandbox.manifest();
-    let base_id = args
+    let base_id = config
         .cell_id
         .clone()
         .unwrap_or_else(|| manifest.cell_id.clone());
-    let cell_id = if args.unique_id {
+    let cell_id = if config.unique_id {
         unique_cell_id(&base_id, &format!("{advertise_host}:{advertise_port}"))
     } else {
         base_id
     };
-    let branch = args
+    let branch = config
         .branch
         .clone()
         .filter(|b| !b.is_empty())
@@ -151,7 +145,7 @@ pub async fn start(args: Args, listener: TcpListener) -> Result<CellHost, Error>
     let report = sandbox.load_report();
     tracing::info!(
         cell_id = %cell_id,
-        plugin = %args.plugin.display(),
+        plugin = %config.plugin.display(),
         cache = ?report.cache,
         compile_ms = report.compile.as_secs_f64() * 1e3,
         instantiate_ms = report.instantiate.as_secs_f64() * 1e3,
@@ -167,7 +161,7 @@ pub async fn start(args: Args, listener: TcpListener) -> Result<CellHost, Error>
     Ok(CellHost {
         cell,
         listener,
-        args,
+        config,
     })
 }
 
@@ -193,34 +187,26 @@ impl CellHost {
         let CellHost {
             cell,
             listener,
-            args,
+            config,
         } = self;
-        let settings = LifecycleSettings {
-            heartbeat: args.heartbeat_interval(),
-            backoff: BackoffPolicy {
-                base: Duration::from_millis(args.register_base_ms.max(1)),
-                cap: Duration::from_millis(args.register_cap_ms.max(1)),
-                attempts: args.register_attempts,
-            },
-            startup_delay: Duration::from_millis(args.startup_delay_ms),
-        };
+        let bounds = config.shutdown;
         let local = listener.local_addr().map_err(Error::Serve)?;
         tracing::info!(
             cell_id = %cell.cell_id(),
             api = %format!("http://{local}"),
             advertised = %format!("http://{}:{}", cell.identity.advertise_host, cell.identity.advertise_port),
-            discovery = %args.discovery,
+            discovery = %config.discovery_url,
             "cell serving"
         );
 
         let stop_lifecycle = CancellationToken::new();
         let mut lifecycle = Some(tokio::spawn(lifecycle::run_lifecycle(
             cell.clone(),
-            settings,
+            config.lifecycle,
             stop_lifecycle.clone(),
         )));
         let stop_http = CancellationToken::new();
-        let app = api::app(cell.clone(), ApiLimits::default());
+        let app = api::app(cell.clone(), config.api);
         let signal = stop_http.clone();
         let server = axum::serve(listener, app)
             .with_graceful_shutdown(async move { signal.cancelled().await });
@@ -250,12 +236,11 @@ impl CellHost {
         // 1. Stop accepting; let in-flight requests finish, within a bound.
         stop_http.cancel();
         if !server_done {
-            let drain = Duration::from_millis(args.drain_ms);
-            match tokio::time::timeout(drain, &mut server).await {
+            match tokio::time::timeout(bounds.drain, &mut server).await {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => tracing::warn!(%error, "HTTP server error while draining"),
                 Err(_) => tracing::warn!(
-                    drain_ms = args.drain_ms,
+                    drain_ms = bounds.drain.as_millis() as u64,
                     "open requests did not finish in time; closing them"
                 ),
             }
@@ -266,18 +251,17 @@ impl CellHost {
             let _ = handle.await;
         }
         // 3. The plugin's shutdown hook, bounded.
-        let hook = Duration::from_millis(args.shutdown_hook_ms);
-        match tokio::time::timeout(hook, cell.sandbox.shutdown()).await {
+        match tokio::time::timeout(bounds.plugin_hook, cell.sandbox.shutdown()).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => tracing::warn!(%error, "plugin shutdown hook failed"),
             Err(_) => tracing::warn!(
-                timeout_ms = args.shutdown_hook_ms,
+                timeout_ms = bounds.plugin_hook.as_millis() as u64,
                 "plugin shutdown hook timed out"
             ),
         }
         // 4. Deregister, bounded (not when superseded: the id is someone else's).
         if !matches!(outcome, Err(Error::Superseded { .. })) {
-            lifecycle::deregister(&cell, Duration::from_millis(args.deregister_timeout_ms)).await;
+            lifecycle::deregister(&cell, bounds.deregister).await;
         }
         tracing::info!(cell_id = %cell.cell_id(), "cell stopped");
         outcome

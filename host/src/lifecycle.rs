@@ -1,7 +1,8 @@
 //! The cell's life with discovery: register (exponential back-off with full
 //! jitter), heartbeat with the level from `evolve`, register again when
 //! discovery forgot the cell, stop when a newer incarnation took the id,
-//! deregister at shutdown.
+//! deregister at shutdown. [`LifecycleSettings`] and [`ShutdownSettings`]
+//! hold its timings and their defaults.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -28,6 +29,13 @@ pub struct BackoffPolicy {
 }
 
 impl BackoffPolicy {
+    /// Default ceiling of the first wait.
+    pub const DEFAULT_BASE: Duration = Duration::from_secs(1);
+    /// Default largest ceiling.
+    pub const DEFAULT_CAP: Duration = Duration::from_secs(30);
+    /// Default tries before the host says it keeps trying in the background.
+    pub const DEFAULT_ATTEMPTS: u32 = 10;
+
     /// The ceiling of the wait after failed try number `attempt` (0-based):
     /// `min(cap, base * 2^attempt)`.
     pub fn ceiling(&self, attempt: u32) -> Duration {
@@ -80,8 +88,19 @@ where
     }
 }
 
+impl Default for BackoffPolicy {
+    /// Ceilings 1 s, 2 s, 4 s... capped at 30 s; 10 tries before the log.
+    fn default() -> Self {
+        Self {
+            base: Self::DEFAULT_BASE,
+            cap: Self::DEFAULT_CAP,
+            attempts: Self::DEFAULT_ATTEMPTS,
+        }
+    }
+}
+
 /// Settings of the lifecycle.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LifecycleSettings {
     /// Interval between heartbeats.
     pub heartbeat: Duration,
@@ -89,6 +108,55 @@ pub struct LifecycleSettings {
     pub backoff: BackoffPolicy,
     /// Wait before the first registration.
     pub startup_delay: Duration,
+}
+
+impl LifecycleSettings {
+    /// Default interval between heartbeats (the original's 5 s).
+    pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
+    /// Default wait before the first registration: none (the original
+    /// waited 2-3 s; back-off makes that unnecessary).
+    pub const DEFAULT_STARTUP_DELAY: Duration = Duration::ZERO;
+}
+
+impl Default for LifecycleSettings {
+    /// Heartbeats every 5 s, the default back-off, no start-up delay.
+    fn default() -> Self {
+        Self {
+            heartbeat: Self::DEFAULT_HEARTBEAT,
+            backoff: BackoffPolicy::default(),
+            startup_delay: Self::DEFAULT_STARTUP_DELAY,
+        }
+    }
+}
+
+/// Bounds on each step of a cell's shutdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownSettings {
+    /// Bound on draining open HTTP requests.
+    pub drain: Duration,
+    /// Bound on the plugin's shutdown hook.
+    pub plugin_hook: Duration,
+    /// Bound on deregistration.
+    pub deregister: Duration,
+}
+
+impl ShutdownSettings {
+    /// Default bound on draining open HTTP requests.
+    pub const DEFAULT_DRAIN: Duration = Duration::from_secs(3);
+    /// Default bound on the plugin's shutdown hook.
+    pub const DEFAULT_PLUGIN_HOOK: Duration = Duration::from_secs(1);
+    /// Default bound on deregistration.
+    pub const DEFAULT_DEREGISTER: Duration = Duration::from_secs(2);
+}
+
+impl Default for ShutdownSettings {
+    fn default() -> Self {
+        Self {
+            drain: Self::DEFAULT_DRAIN,
+            plugin_hook: Self::DEFAULT_PLUGIN_HOOK,
+            deregister: Self::DEFAULT_DEREGISTER,
+        }
+    }
 }
 
 /// Why the lifecycle ended.

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use cell_host::{Args, Cli, Command, ConformanceArgs};
+use cell_host::{Args, Cli, Command, ConformanceArgs, HostConfig};
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -72,11 +72,13 @@ fn conformance(args: ConformanceArgs) -> ExitCode {
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
-    let addr = args.listen_addr();
+    // Through `Error` so that the message starts "invalid configuration:".
+    let config = HostConfig::try_from(args).map_err(cell_host::Error::from)?;
+    let addr = config.listen;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    cell_host::run(args, listener, shutdown_signal()).await?;
+    cell_host::run(config, listener, shutdown_signal()).await?;
     Ok(())
 }
 

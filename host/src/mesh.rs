@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::discovery_client::{DiscoveryClient, DiscoveryError, PeerInfo};
+use crate::discovery_client::{DiscoveryClient, DiscoveryError, PeerInfo, peer_base_url};
 use crate::plugin::bindings::{Delivery, Message, Peer, SendError};
 use crate::plugin::{HostServices, SendFuture};
 
@@ -21,6 +21,20 @@ use crate::plugin::{HostServices, SendFuture};
 pub const MAX_SEND_BYTES: usize = 64 * 1024;
 /// Most peers kept by hand through `/register_peer`.
 pub const MAX_MANUAL_PEERS: usize = 1_024;
+
+/// Kind of a message that names none.
+pub const DEFAULT_MESSAGE_TYPE: &str = "text";
+/// Priority of a message that names none.
+pub const DEFAULT_PRIORITY: &str = "normal";
+
+/// `value`, or `default` when it is empty.
+fn or_default(value: String, default: &str) -> String {
+    if value.is_empty() {
+        default.to_owned()
+    } else {
+        value
+    }
+}
 
 /// A peer registered by hand (`POST /register_peer`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -44,13 +58,64 @@ pub struct ResolvedPeer {
     pub source: &'static str,
 }
 
+/// A message as a cell posts it to a peer's `POST /message`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OutgoingMessage {
+    /// This cell's id.
+    pub from_cell: String,
+    /// Content.
+    pub content: String,
+    /// Kind (`text` by default).
+    pub message_type: String,
+    /// Priority; left out by `/send_to_peer`, which sends the original
+    /// alpha's three fields only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<String>,
+    /// Metadata (any JSON); left out by `/send_to_peer`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Value>,
+}
+
 /// A peer's answer to a delivered message.
 #[derive(Debug, Clone)]
 pub struct PeerAnswer {
     /// Id the receiver gave the message (0 when it gave none).
     pub message_id: u64,
-    /// Its JSON answer.
+    /// Its JSON answer, as it sent it (another cell's format, passed on).
     pub body: Value,
+}
+
+/// Why a peer did not take a message.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// No answer (connection refused, timeout...).
+    #[error("cannot reach {url}: {error}")]
+    Unreachable {
+        /// The URL called.
+        url: String,
+        /// The transport failure.
+        error: reqwest::Error,
+    },
+    /// An answer whose body is not JSON.
+    #[error("{url} answered {status} with an unreadable body: {error}")]
+    Unreadable {
+        /// The URL called.
+        url: String,
+        /// The status it answered.
+        status: reqwest::StatusCode,
+        /// Why the body could not be read.
+        error: reqwest::Error,
+    },
+    /// A non-2xx answer.
+    #[error("{url} answered {status}: {detail}")]
+    Refused {
+        /// The URL called.
+        url: String,
+        /// The status it answered.
+        status: reqwest::StatusCode,
+        /// Its `detail`, or its whole body when it has none.
+        detail: Value,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -170,7 +235,7 @@ impl Mesh {
             .iter()
             .find(|p| p.cell_id == cell_id)
             .map(|p| ResolvedPeer {
-                endpoint: p.base_url(),
+                endpoint: peer_base_url(p),
                 source: "mesh",
             })
     }
@@ -186,24 +251,29 @@ impl Mesh {
         self.resolve_cached(cell_id)
     }
 
-    /// Posts a message body to `{endpoint}/message` and reads the receipt.
-    pub async fn post_message(&self, endpoint: &str, body: &Value) -> Result<PeerAnswer, String> {
+    /// Posts `message` to `{endpoint}/message` and reads the receipt.
+    pub async fn post_message(
+        &self,
+        endpoint: &str,
+        message: &OutgoingMessage,
+    ) -> Result<PeerAnswer, PeerError> {
         let url = format!("{endpoint}/message");
-        let response = self
-            .http
-            .post(&url)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| format!("cannot reach {url}: {e}"))?;
+        let response = match self.http.post(&url).json(message).send().await {
+            Ok(response) => response,
+            Err(error) => return Err(PeerError::Unreachable { url, error }),
+        };
         let status = response.status();
-        let body: Value = response
-            .json()
-            .await
-            .map_err(|e| format!("{url} answered {status} with an unreadable body: {e}"))?;
+        let body: Value = match response.json().await {
+            Ok(body) => body,
+            Err(error) => return Err(PeerError::Unreadable { url, status, error }),
+        };
         if !status.is_success() {
             let detail = body.get("detail").cloned().unwrap_or(body);
-            return Err(format!("{url} answered {status}: {detail}"));
+            return Err(PeerError::Refused {
+                url,
+                status,
+                detail,
+            });
         }
         Ok(PeerAnswer {
             message_id: body.get("message_id").and_then(Value::as_u64).unwrap_or(0),
@@ -232,17 +302,17 @@ impl Mesh {
         };
         let metadata = serde_json::from_str::<Value>(&msg.metadata)
             .unwrap_or_else(|_| Value::String(msg.metadata.clone()));
-        let body = serde_json::json!({
-            "from_cell": self.self_id(),
-            "content": msg.content,
-            "message_type": if msg.message_type.is_empty() { "text" } else { &msg.message_type },
-            "priority": if msg.priority.is_empty() { "normal" } else { &msg.priority },
-            "metadata": metadata,
-        });
+        let message = OutgoingMessage {
+            from_cell: self.self_id().to_owned(),
+            content: msg.content,
+            message_type: or_default(msg.message_type, DEFAULT_MESSAGE_TYPE),
+            priority: Some(or_default(msg.priority, DEFAULT_PRIORITY)),
+            metadata: Some(metadata),
+        };
         let answer = self
-            .post_message(&peer.endpoint, &body)
+            .post_message(&peer.endpoint, &message)
             .await
-            .map_err(SendError::Unreachable)?;
+            .map_err(|e| SendError::Unreachable(e.to_string()))?;
         Ok(Delivery {
             message_id: answer.message_id,
             to_cell: to_cell.to_owned(),

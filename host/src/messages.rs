@@ -31,7 +31,16 @@ pub struct StoredMessage {
     pub timestamp: String,
     /// The plugin's reply, if it gave one.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reply: Option<Value>,
+    pub reply: Option<MessageReply>,
+}
+
+/// A plugin's reply to a message, as `/message` and `/messages` show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MessageReply {
+    /// Reply content.
+    pub content: String,
+    /// Kind of reply (`ack`, `answer`, ...).
+    pub message_type: String,
 }
 
 /// The last [`MESSAGES_KEPT`] messages and a running id counter.

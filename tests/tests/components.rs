@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use anyhow::Result;
-use cellmesh_tests::{ALPHA_WASM, PURE_WASM};
+use cellmesh_artifacts::{ALPHA_WASM, PURE_WASM};
 use serde_json::Value;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, Store};

@@ -2,8 +2,8 @@
 //! how registry refusals become HTTP errors.
 
 use axum::http::{HeaderMap, header};
+use cellmesh_wire::headers::SECRET;
 
-use super::SECRET_HEADER;
 use crate::error::ApiError;
 use crate::registry::{Authority, RegistryError};
 use crate::state::AppState;
@@ -57,7 +57,7 @@ pub(crate) fn authority<'a>(
     } else if admin {
         Authority::Admin
     } else {
-        Authority::Secret(headers.get(SECRET_HEADER).and_then(|v| v.to_str().ok()))
+        Authority::Secret(headers.get(SECRET).and_then(|v| v.to_str().ok()))
     })
 }
 

@@ -5,17 +5,17 @@ use axum::Json;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use cellmesh_wire::{DeregisterAnswer, RegisterAnswer};
 use tokio::time::Instant;
 use tracing::{debug, info};
 
 use super::auth::{authority, check_token, registry_error};
 use super::body::{LimitedBody, read_body};
-use super::json_response;
+use super::json::json_response;
 use super::query::{incarnation, path_id};
 use crate::clock::unix_micros_now;
 use crate::error::ApiError;
-use crate::registry::push_u64;
+use crate::registry::{SECRET_LEN, push_u64};
 use crate::state::AppState;
 use crate::validate;
 
@@ -27,15 +27,12 @@ pub async fn register(
 ) -> Result<Response, ApiError> {
     check_token(&state, &headers)?;
     let info = validate::cell_info(&body)?;
-    let secret: [u8; crate::registry::SECRET_LEN] = rand::random();
+    let secret: [u8; SECRET_LEN] = rand::random();
     let now = Instant::now();
     let result = state
         .registry()
         .register(&info, secret, now, unix_micros_now());
     let reg = result.map_err(|e| registry_error(e, "Peer not found", &info.cell_id))?;
-    if reg.wake_reaper {
-        state.wake_reaper();
-    }
     info!(
         cell_id = %info.cell_id,
         incarnation = reg.incarnation,
@@ -44,15 +41,15 @@ pub async fn register(
         port = info.port,
         "peer registered"
     );
-    let body = json!({
-        "status": "registered",
-        "cell_id": info.cell_id,
-        "incarnation": reg.incarnation,
-        "secret": hex::encode(secret),
-        "replaced": reg.replaced,
-        "ttl_ms": state.config().ttl.as_millis() as u64,
-    });
-    Ok(Json(body).into_response())
+    let answer = RegisterAnswer {
+        status: "registered".to_owned(),
+        cell_id: info.cell_id,
+        incarnation: Some(reg.incarnation),
+        secret: Some(hex::encode(secret)),
+        replaced: Some(reg.replaced),
+        ttl_ms: Some(state.config().ttl.as_millis() as u64),
+    };
+    Ok(Json(answer).into_response())
 }
 
 /// `POST /heartbeat`.
@@ -113,7 +110,11 @@ pub async fn deregister(
 ) -> Result<Response, ApiError> {
     let id = path_id(path)?;
     do_deregister(&state, &id, &uri, &headers).await?;
-    Ok(Json(json!({"status": "deregistered", "cell_id": id})).into_response())
+    Ok(Json(DeregisterAnswer {
+        status: "deregistered".to_owned(),
+        cell_id: Some(id),
+    })
+    .into_response())
 }
 
 /// `DELETE /unregister/{cell_id}`.
@@ -125,5 +126,9 @@ pub async fn unregister(
 ) -> Result<Response, ApiError> {
     let id = path_id(path)?;
     do_deregister(&state, &id, &uri, &headers).await?;
-    Ok(Json(json!({"status": "unregistered", "cell_id": id})).into_response())
+    Ok(Json(DeregisterAnswer {
+        status: "unregistered".to_owned(),
+        cell_id: Some(id),
+    })
+    .into_response())
 }

@@ -5,11 +5,12 @@ use std::sync::atomic::Ordering;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use cellmesh_wire::headers::REGISTRY_REVISION;
 use tokio::time::Instant;
 use tracing::warn;
 
+use super::json::json_response;
 use super::query::{parse_filter, path_id};
-use super::{REVISION_HEADER, json_response};
 use crate::error::ApiError;
 use crate::registry::{PeerFilter, PeersView, push_u64, render_peer};
 use crate::state::AppState;
@@ -42,7 +43,7 @@ pub async fn list_peers(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let filter = parse_filter(&uri)?;
-    let view = state.peers_view();
+    let view = state.registry().peers_view();
     let tag = etag(&state, view.revision);
     if etag_matches(&headers, &tag) {
         let mut resp = StatusCode::NOT_MODIFIED.into_response();
@@ -97,7 +98,7 @@ fn insert_tag(resp: &mut Response, tag: &str, revision: u64) {
         resp.headers_mut().insert(header::ETAG, v);
     }
     resp.headers_mut()
-        .insert(REVISION_HEADER, HeaderValue::from(revision));
+        .insert(REGISTRY_REVISION, HeaderValue::from(revision));
 }
 
 /// `GET /peers/{cell_id}`.
@@ -106,13 +107,12 @@ pub async fn get_peer(
     path: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<Response, ApiError> {
     let id = path_id(path)?;
-    let (found, epoch) = {
-        let reg = state.registry();
-        (reg.peer(&id), reg.epoch())
-    };
-    let rec = found.ok_or(ApiError::NotFound("Peer not found"))?;
+    let registry = state.registry();
+    let rec = registry
+        .peer(&id)
+        .ok_or(ApiError::NotFound("Peer not found"))?;
     let mut out = Vec::with_capacity(512);
-    render_peer(&mut out, &rec, epoch, Instant::now());
+    render_peer(&mut out, &rec, registry.epoch(), Instant::now());
     Ok(json_response(StatusCode::OK, out))
 }
 
@@ -134,7 +134,7 @@ mod tests {
         let state = AppState::new(Config::default());
         let n = INLINE_RENDER_MAX_PEERS + 3;
         {
-            let mut reg = state.registry();
+            let mut reg = state.registry().lock();
             for i in 0..n {
                 let info = CellInfo {
                     cell_id: format!("c{i:05}"),

@@ -3,9 +3,9 @@
 
 use axum::extract::Path;
 use axum::http::{HeaderMap, Uri};
+use cellmesh_wire::headers::INCARNATION;
 use serde_json::{Value, json};
 
-use super::INCARNATION_HEADER;
 use crate::error::ApiError;
 use crate::registry::PeerFilter;
 use crate::validate::{self, FieldError};
@@ -16,7 +16,7 @@ pub(crate) fn incarnation(uri: &Uri, headers: &HeaderMap) -> Result<Option<u64>,
         Some((_, v)) => (Some(v), "query"),
         None => (
             headers
-                .get(INCARNATION_HEADER)
+                .get(INCARNATION)
                 .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
             "header",
         ),
@@ -25,7 +25,7 @@ pub(crate) fn incarnation(uri: &Uri, headers: &HeaderMap) -> Result<Option<u64>,
     let field = if place == "query" {
         "incarnation"
     } else {
-        INCARNATION_HEADER
+        INCARNATION
     };
     let at = vec![Value::from(place), Value::from(field)];
     let n = validate::lax_int(&Value::from(raw.clone()), at.clone()).map_err(|e| vec![e])?;

@@ -13,23 +13,21 @@ use tokio::time::Instant;
 use crate::clock::{iso8601, unix_micros_now};
 use crate::error::ApiError;
 use crate::metrics::metric;
+use crate::registry_handle::RegistryGauges;
 use crate::state::AppState;
 
 /// `GET /health`.
 pub async fn health(State(state): State<AppState>) -> Response {
     let now = Instant::now();
-    let (count, revision, grace) = {
-        let reg = state.registry();
-        (reg.len(), reg.revision(), reg.in_grace(now))
-    };
+    let reg = state.registry().status(now);
     Json(json!({
         "status": "healthy",
         "service": "discovery",
         "cell_id": state.config().my_host,
         "my_host": state.config().my_host,
-        "peers_count": count,
-        "revision": revision,
-        "ready": !grace,
+        "peers_count": reg.peers,
+        "revision": reg.revision,
+        "ready": !reg.in_grace,
         "uptime_seconds": now.duration_since(state.inner.started).as_secs_f64(),
         "timestamp": iso8601(unix_micros_now()),
         "version": env!("CARGO_PKG_VERSION"),
@@ -40,11 +38,11 @@ pub async fn health(State(state): State<AppState>) -> Response {
 /// `GET /readyz`: 503 during the start-up grace window.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let now = Instant::now();
-    let grace_left = {
-        let reg = state.registry();
-        reg.in_grace(now)
-            .then(|| state.inner.started + state.config().startup_grace - now)
-    };
+    let grace_left = state
+        .registry()
+        .status(now)
+        .in_grace
+        .then(|| state.inner.started + state.config().startup_grace - now);
     match grace_left {
         None => Json(json!({"status": "ready"})).into_response(),
         Some(left) => (
@@ -64,17 +62,14 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 /// `GET /metrics`: Prometheus text.
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let now = Instant::now();
-    let (count, revision, stats, held, holding, grace) = {
-        let reg = state.registry();
-        (
-            reg.len(),
-            reg.revision(),
-            reg.stats().clone(),
-            reg.held(now),
-            reg.holding(now),
-            reg.in_grace(now),
-        )
-    };
+    let RegistryGauges {
+        peers: count,
+        revision,
+        in_grace: grace,
+        stats,
+        held,
+        holding,
+    } = state.registry().gauges(now);
     let host = &state.config().my_host;
     let cell = format!(
         "cell_id=\"{}\"",

@@ -1,11 +1,11 @@
 //! The request bodies: `POST /register` ([`CellInfo`]) and `POST /heartbeat` ([`Heartbeat`]).
 
+use cellmesh_wire::limits::{SERVICES_MAX, TEXT_MAX_LEN};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::fields::check_cell_id;
 use super::pydantic::{Checker, FieldError, check_string, lax_int, loc, object, parse_json};
-use crate::config::{MAX_SERVICES, MAX_TEXT_LEN};
 
 /// A validated registration (CellInfo without `last_seen`, which the server sets).
 #[derive(Debug, Clone, PartialEq)]
@@ -49,7 +49,7 @@ pub fn cell_info(body: &[u8]) -> Result<CellInfo, Vec<FieldError>> {
         errors: Vec::new(),
     };
     let cell_id = required_cell_id(&mut c);
-    let ip = c.string("ip", true, MAX_TEXT_LEN);
+    let ip = c.string("ip", true, TEXT_MAX_LEN);
     let port = c.int("port", true).and_then(|p| {
         if p < 1 {
             c.errors.push(
@@ -81,25 +81,25 @@ pub fn cell_info(body: &[u8]) -> Result<CellInfo, Vec<FieldError>> {
     let services = match c.get("services", false) {
         None => Some(Vec::new()),
         Some(Value::Array(items)) => {
-            if items.len() > MAX_SERVICES {
+            if items.len() > SERVICES_MAX {
                 c.errors.push(
                     FieldError::new(
                         "too_long",
                         loc("body", "services"),
                         &format!(
-                            "List should have at most {MAX_SERVICES} items after validation, not {}",
+                            "List should have at most {SERVICES_MAX} items after validation, not {}",
                             items.len()
                         ),
                         Value::Array(items.clone()),
                     )
-                    .with_ctx(json!({ "field_type": "List", "max_length": MAX_SERVICES, "actual_length": items.len() })),
+                    .with_ctx(json!({ "field_type": "List", "max_length": SERVICES_MAX, "actual_length": items.len() })),
                 );
                 None
             } else {
                 let mut out = Vec::with_capacity(items.len());
                 for (i, item) in items.iter().enumerate() {
                     let at = vec![Value::from("body"), Value::from("services"), Value::from(i)];
-                    match check_string(item, at, MAX_TEXT_LEN) {
+                    match check_string(item, at, TEXT_MAX_LEN) {
                         Ok(s) => out.push(s),
                         Err(e) => c.errors.push(e),
                     }
@@ -118,13 +118,13 @@ pub fn cell_info(body: &[u8]) -> Result<CellInfo, Vec<FieldError>> {
         }
     };
     let branch = c
-        .string("branch", false, MAX_TEXT_LEN)
+        .string("branch", false, TEXT_MAX_LEN)
         .unwrap_or_else(|| "main".to_owned());
     let cell_type = c
-        .string("type", false, MAX_TEXT_LEN)
+        .string("type", false, TEXT_MAX_LEN)
         .unwrap_or_else(|| "cell".to_owned());
     let hostname = c
-        .string("hostname", false, MAX_TEXT_LEN)
+        .string("hostname", false, TEXT_MAX_LEN)
         .unwrap_or_default();
     if let Some(v) = obj.get("last_seen")
         && !v.is_string()

@@ -1,4 +1,4 @@
-//! Replays every example of shared/seed-api.md (the original's wire contract).
+//! Replays every example of the original wire contract (described in docs/contract.md).
 
 use axum::http::StatusCode;
 use serde_json::json;

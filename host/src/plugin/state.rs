@@ -1,6 +1,6 @@
 //! What one plugin instance's `Store` holds, and the host imports it serves.
 //!
-//! Each instance gets its own [`HostState`]: a WASI context that grants
+//! Each instance gets its own `HostState`: a WASI context that grants
 //! nothing, its resource table, its memory limiter, its call deadline and
 //! a handle on the [`HostServices`] the cell provides (mesh view, delivery).
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Result;
 use cell_host::conformance::{self, CheckId, ConformanceOptions, Report, Status};
 use cell_host::plugin::{ComponentCache, SandboxLimits};
-use cellmesh_tests::{
+use cellmesh_artifacts::{
     ALPHA_WASM, FIXTURE_ALLOC_WASM, FIXTURE_BAD_MANIFEST_WASM, FIXTURE_LOOP_WASM,
     FIXTURE_MISSING_EXPORT_WASM, FIXTURE_NOT_WASM, FIXTURE_OTHER_VERSION_WASM,
     FIXTURE_OTHER_WORLD_WASM, FIXTURE_TRAP_WASM, PURE_WASM,
@@ -18,9 +18,16 @@ use serde_json::Value;
 
 use crate::support;
 
-/// The short deadline used where it does not weaken an assertion: a
-/// looping export costs one deadline per call.
-const SHORT_DEADLINE_MS: u64 = 100;
+/// The CPU deadline of the looping fixture's run, the one limit it must
+/// hit: a looping export costs one deadline per call, yet it stays well
+/// over 5x what the well-behaved calls (10,000 `evolve` steps, instantiating
+/// after each timeout) take on a loaded machine (the deadline is wall-clock
+/// time), so only the loop can hit it.
+const LOOP_DEADLINE_MS: u64 = 1_000;
+/// The CPU deadline of every other run: unreachable, so a slow machine
+/// never turns a slow call into a CM13 failure or a timeout in a check that
+/// tests something else.
+const UNREACHABLE_DEADLINE_MS: u64 = 60_000;
 
 /// Runs the suite in-process with the shared compile cache.
 async fn suite(plugin: &str, call_timeout_ms: u64, memory_limit_mb: usize) -> Report {
@@ -92,13 +99,16 @@ const BEHAVIOURAL: &[CheckId] = &[
 #[tokio::test]
 async fn pure_and_alpha_pass_every_required_check() {
     for plugin in [PURE_WASM, ALPHA_WASM] {
-        let report = suite(plugin, 500, 64).await;
+        let report = suite(plugin, UNREACHABLE_DEADLINE_MS, 64).await;
         assert!(report.passed, "{}", report.to_text());
         assert_eq!(report.checks.len(), CheckId::ALL.len());
+        // CM17 warns on wall-clock compile and instantiation times: on a
+        // loaded machine (or with a cold cache) that is a warning, not a
+        // failure, and says nothing about the plugin.
         for check in &report.checks {
             assert!(
                 check.status == Status::Pass
-                    || (check.status == Status::Warn && check.id == "CM13-cpu-deadline"),
+                    || (check.status == Status::Warn && check.id == CheckId::StartupTime.id()),
                 "{plugin}: {} {:?}: {}",
                 check.id,
                 check.status,
@@ -110,14 +120,14 @@ async fn pure_and_alpha_pass_every_required_check() {
 
 #[tokio::test]
 async fn a_looping_plugin_fails_the_deadline_check() {
-    let report = suite(FIXTURE_LOOP_WASM, SHORT_DEADLINE_MS, 64).await;
+    let report = suite(FIXTURE_LOOP_WASM, LOOP_DEADLINE_MS, 64).await;
     assert!(!report.passed);
     expect(
         &report,
         CheckId::CpuDeadline,
         Status::Fail,
         &[
-            "plugin exceeded its CPU deadline of 100 ms",
+            "plugin exceeded its CPU deadline of 1000 ms",
             "`handle-message` in CM08-messages (1x)",
             "`sync` in CM09-sync-extremes (1x)",
             "`invoke` in CM10-unknown-capability (1x)",
@@ -141,7 +151,7 @@ async fn a_looping_plugin_fails_the_deadline_check() {
 
 #[tokio::test]
 async fn a_trapping_plugin_is_reported_as_trapping() {
-    let report = suite(FIXTURE_TRAP_WASM, 500, 64).await;
+    let report = suite(FIXTURE_TRAP_WASM, UNREACHABLE_DEADLINE_MS, 64).await;
     assert!(!report.passed);
     for id in [
         CheckId::Callable,
@@ -172,7 +182,7 @@ async fn a_trapping_plugin_is_reported_as_trapping() {
 
 #[tokio::test]
 async fn an_allocating_plugin_fails_the_memory_check() {
-    let report = suite(FIXTURE_ALLOC_WASM, 500, 16).await;
+    let report = suite(FIXTURE_ALLOC_WASM, UNREACHABLE_DEADLINE_MS, 16).await;
     assert!(!report.passed);
     expect(
         &report,
@@ -189,7 +199,7 @@ async fn an_allocating_plugin_fails_the_memory_check() {
 
 #[tokio::test]
 async fn a_bad_manifest_fails_the_manifest_check_and_still_gets_the_others() {
-    let report = suite(FIXTURE_BAD_MANIFEST_WASM, 500, 64).await;
+    let report = suite(FIXTURE_BAD_MANIFEST_WASM, UNREACHABLE_DEADLINE_MS, 64).await;
     assert!(!report.passed);
     expect(
         &report,
@@ -211,7 +221,7 @@ async fn a_bad_manifest_fails_the_manifest_check_and_still_gets_the_others() {
 
 #[tokio::test]
 async fn another_version_fails_the_world_check_naming_both_versions() {
-    let report = suite(FIXTURE_OTHER_VERSION_WASM, 500, 64).await;
+    let report = suite(FIXTURE_OTHER_VERSION_WASM, UNREACHABLE_DEADLINE_MS, 64).await;
     assert!(!report.passed);
     expect(
         &report,
@@ -230,7 +240,7 @@ async fn another_version_fails_the_world_check_naming_both_versions() {
 
 #[tokio::test]
 async fn a_missing_export_fails_the_export_check_naming_the_functions() {
-    let report = suite(FIXTURE_MISSING_EXPORT_WASM, 500, 64).await;
+    let report = suite(FIXTURE_MISSING_EXPORT_WASM, UNREACHABLE_DEADLINE_MS, 64).await;
     assert!(!report.passed);
     expect(&report, CheckId::World, Status::Pass, &[]);
     expect(
@@ -247,7 +257,7 @@ async fn a_missing_export_fails_the_export_check_naming_the_functions() {
 
 #[tokio::test]
 async fn another_world_fails_the_world_check() {
-    let report = suite(FIXTURE_OTHER_WORLD_WASM, 500, 64).await;
+    let report = suite(FIXTURE_OTHER_WORLD_WASM, UNREACHABLE_DEADLINE_MS, 64).await;
     assert!(!report.passed);
     expect(
         &report,
@@ -263,7 +273,7 @@ async fn another_world_fails_the_world_check() {
 
 #[tokio::test]
 async fn files_that_are_not_components_fail_the_component_check() {
-    let report = suite(FIXTURE_NOT_WASM, 500, 64).await;
+    let report = suite(FIXTURE_NOT_WASM, UNREACHABLE_DEADLINE_MS, 64).await;
     assert!(!report.passed);
     expect(
         &report,
@@ -298,7 +308,7 @@ async fn files_that_are_not_components_fail_the_component_check() {
         ),
         ("/nonexistent/cell.wasm".to_owned(), "cannot read plugin"),
     ] {
-        let report = suite(&path, 500, 64).await;
+        let report = suite(&path, UNREACHABLE_DEADLINE_MS, 64).await;
         expect(&report, CheckId::Component, Status::Fail, &[words]);
     }
 }
@@ -368,7 +378,10 @@ async fn the_binary_exits_0_for_alpha_and_writes_matching_reports() -> Result<()
     let dir = tempfile::tempdir()?;
     let json = dir.path().join("report.json");
     let junit = dir.path().join("report.xml");
-    let mut command = conformance_command(ALPHA_WASM, &[]);
+    // The deadline is not under test here: unreachable, so a loaded machine
+    // cannot fail a check; the report shows the flag's value.
+    let deadline = UNREACHABLE_DEADLINE_MS.to_string();
+    let mut command = conformance_command(ALPHA_WASM, &["--call-timeout-ms", &deadline]);
     command.arg("--json").arg(&json).arg("--junit").arg(&junit);
     let output = tokio::task::spawn_blocking(move || command.output()).await??;
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -379,7 +392,7 @@ async fn the_binary_exits_0_for_alpha_and_writes_matching_reports() -> Result<()
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&json)?)?;
     assert_eq!(report["passed"], true);
     assert_eq!(report["plugin"], ALPHA_WASM);
-    assert_eq!(report["call_timeout_ms"], 500);
+    assert_eq!(report["call_timeout_ms"], UNREACHABLE_DEADLINE_MS);
     assert_eq!(report["memory_limit_mb"], 64);
     let ids: Vec<&str> = report["checks"]
         .as_array()
@@ -421,7 +434,7 @@ async fn the_binary_exits_1_for_a_fixture_with_failures_and_skips_in_junit() -> 
     check_junit(&std::fs::read_to_string(&junit)?, &report);
 
     // A report with failures of the behavioural kind, through the library.
-    let trap = suite(FIXTURE_TRAP_WASM, 500, 64).await;
+    let trap = suite(FIXTURE_TRAP_WASM, UNREACHABLE_DEADLINE_MS, 64).await;
     let value: Value = serde_json::from_str(&trap.to_json())?;
     check_junit(&trap.to_junit()?, &value);
     assert_eq!(value["counts"]["fail"], 5);

@@ -20,7 +20,7 @@ use crate::support::{self, Discovery, Host, args};
 /// `target/wasm/components/NAME.wasm`, or `None` (after saying so) when it
 /// has not been built; under CI a missing component fails the test.
 fn example(name: &str) -> Option<PathBuf> {
-    let path = PathBuf::from(cellmesh_tests::PURE_WASM)
+    let path = PathBuf::from(cellmesh_artifacts::PURE_WASM)
         .parent()
         .expect("the components folder")
         .join(format!("{name}.wasm"));
@@ -86,9 +86,9 @@ async fn the_rust_example_passes_and_registers() -> Result<()> {
 }
 
 /// Also measures the Python cell's first start (fresh cache: compile) and
-/// its cached start (`PluginSandbox::load`, which includes reading,
+/// its cached start (`PluginSandbox::builder(..).load()`, which includes reading,
 /// hashing, mapping the cached code, linking, instantiating and the
-/// manifest). Release figures: `host/examples/start_times.rs`, BENCHMARKS.md.
+/// manifest). Release figures: `host/benches/start_times.rs`, BENCHMARKS.md.
 #[tokio::test]
 async fn the_python_example_passes_registers_and_starts_fast_from_the_cache() -> Result<()> {
     let Some(plugin) = example("python-cell") else {
@@ -100,14 +100,12 @@ async fn the_python_example_passes_registers_and_starts_fast_from_the_cache() ->
     let mut starts = Vec::new();
     for _ in 0..3 {
         let started = Instant::now();
-        let sandbox = PluginSandbox::load(
-            &engine,
-            &plugin,
-            Some(&cache),
-            SandboxLimits::default(),
-            Arc::new(IsolatedServices::default()),
-        )
-        .await?;
+        let sandbox = PluginSandbox::builder(&engine, &plugin)
+            .cache(Some(&cache))
+            .limits(SandboxLimits::default())
+            .services(Arc::new(IsolatedServices::default()))
+            .load()
+            .await?;
         starts.push((started.elapsed(), sandbox.load_report().cache));
     }
     assert_eq!(starts[0].1, CacheOutcome::Compiled);

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use crate::TTL;
 use crate::support::{self, Discovery, Host, args};
 use anyhow::Result;
-use cellmesh_tests::{ALPHA_WASM, PURE_WASM};
+use cellmesh_artifacts::{ALPHA_WASM, PURE_WASM};
 use serde_json::json;
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! Refused files tests.
 
 use crate::support::args;
-use cellmesh_tests::{
+use cellmesh_artifacts::{
     FIXTURE_BAD_MANIFEST_WASM, FIXTURE_MISSING_EXPORT_WASM, FIXTURE_NOT_WASM,
     FIXTURE_OTHER_VERSION_WASM, FIXTURE_OTHER_WORLD_WASM,
 };

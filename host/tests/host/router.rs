@@ -2,7 +2,7 @@
 
 use crate::support::args;
 use anyhow::Result;
-use cellmesh_tests::ALPHA_WASM;
+use cellmesh_artifacts::ALPHA_WASM;
 
 async fn oneshot(
     router: &axum::Router,

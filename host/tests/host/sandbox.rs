@@ -3,19 +3,34 @@
 use crate::TTL;
 use crate::support::{self, Discovery, Host, PATIENCE, args, eventually};
 use anyhow::Result;
-use cellmesh_tests::{FIXTURE_ALLOC_WASM, FIXTURE_LOOP_WASM, FIXTURE_TRAP_WASM};
+use cellmesh_artifacts::{FIXTURE_ALLOC_WASM, FIXTURE_LOOP_WASM, FIXTURE_TRAP_WASM};
 use serde_json::json;
+
+/// The CPU deadline of the looping fixture's test, the one limit it must
+/// hit: every looping call costs a whole deadline, yet it stays well over
+/// 5x what instantiating and the well-behaved calls take on a loaded
+/// machine (the deadline is wall-clock time), so only the loop can hit it.
+const LOOP_DEADLINE_MS: u64 = 1_000;
+/// The CPU deadline where another limit is under test: unreachable, so the
+/// verdict names that limit however slow the machine is.
+const UNREACHABLE_DEADLINE_MS: u64 = 60_000;
 
 /// A misbehaving fixture: the failing request answers a 5xx naming what
 /// happened; the host keeps serving and heartbeating with a fresh instance.
-async fn check_fixture(plugin: &str, expected_status: u16, expected_detail: &str) -> Result<()> {
+async fn check_fixture(
+    plugin: &str,
+    call_timeout_ms: u64,
+    expected_status: u16,
+    expected_detail: &str,
+) -> Result<()> {
     let discovery = Discovery::start(TTL).await?;
+    let call_timeout_ms = call_timeout_ms.to_string();
     let host = Host::start(args(
         plugin,
         &discovery.url(),
         &[
             "--call-timeout-ms",
-            "200",
+            &call_timeout_ms,
             "--memory-limit-mb",
             "16",
             "--heartbeat-ms",
@@ -77,21 +92,29 @@ async fn check_fixture(plugin: &str, expected_status: u16, expected_detail: &str
 async fn a_looping_plugin_hits_its_cpu_deadline() -> Result<()> {
     check_fixture(
         FIXTURE_LOOP_WASM,
+        LOOP_DEADLINE_MS,
         504,
-        "plugin exceeded its CPU deadline of 200 ms",
+        "plugin exceeded its CPU deadline of 1000 ms",
     )
     .await
 }
 
 #[tokio::test]
 async fn a_trapping_plugin_is_reported_and_replaced() -> Result<()> {
-    check_fixture(FIXTURE_TRAP_WASM, 500, "plugin trapped").await
+    check_fixture(
+        FIXTURE_TRAP_WASM,
+        UNREACHABLE_DEADLINE_MS,
+        500,
+        "plugin trapped",
+    )
+    .await
 }
 
 #[tokio::test]
 async fn an_allocating_plugin_hits_its_memory_cap() -> Result<()> {
     check_fixture(
         FIXTURE_ALLOC_WASM,
+        UNREACHABLE_DEADLINE_MS,
         500,
         "plugin exceeded its memory cap of 16 MiB",
     )

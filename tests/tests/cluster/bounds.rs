@@ -1,0 +1,25 @@
+//! The intervals the cluster runs with and the time bounds the checks hold
+//! it to.
+
+use std::time::Duration;
+
+/// Heartbeat interval the cells get in this test (`CELLMESH_HEARTBEAT_MS`).
+pub const HEARTBEAT: Duration = Duration::from_secs(2);
+/// Discovery's TTL in this test (`DISCOVERY_TTL`): three missed heartbeats,
+/// the original's ratio (5 s and 15 s).
+pub const TTL: Duration = Duration::from_secs(6);
+/// Slack on "within one heartbeat interval" for the discovery restart: the
+/// cells notice at their next heartbeat, then register at once; this covers
+/// that request, the 404 before it and the poll period.
+pub const JITTER: Duration = Duration::from_secs(1);
+/// Slack on "within TTL" for expiry: the reaper's wake-up and the poll.
+pub const EXPIRY_SLACK: Duration = Duration::from_secs(1);
+/// cell-host's HTTP timeout to discovery (`DEFAULT_HTTP_TIMEOUT_MS`): a
+/// heartbeat in flight across a partition can hang this long.
+pub const CELL_HTTP_TIMEOUT: Duration = Duration::from_secs(2);
+/// Replicas of pure in the scale step.
+pub const REPLICAS: usize = 10;
+/// Budget of the checks from `compose up` to teardown (the 10
+/// minutes). The image build is timed apart: on a clean machine it is a
+/// release build of wasmtime for musl, which CI runs before the tests.
+pub const BUDGET: Duration = Duration::from_secs(600);
