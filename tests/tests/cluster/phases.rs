@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use serde_json::json;
 
-use crate::bounds::{CELL_HTTP_TIMEOUT, EXPIRY_SLACK, HEARTBEAT, JITTER, REPLICAS, TTL};
+use crate::bounds::{
+    CELL_HTTP_TIMEOUT, EXPIRY_SLACK, HEARTBEAT, JITTER, REPLICAS, TTL, ci_bound, expiry_bound,
+};
 use crate::compose::Cluster;
 use crate::discovery::peer_list;
 use crate::timings::Timings;
@@ -105,9 +107,11 @@ pub fn kill_expires_and_start_returns(c: &Cluster, t: &mut Timings, pure: &str) 
     let removed = wait::absent(&c.discovery, "pure", issued, TTL + Duration::from_secs(10))?;
     t.record("docker kill pure -> removed (expiry)", removed)?;
     ensure!(
-        removed <= TTL + EXPIRY_SLACK,
-        "pure was removed {removed:.2?} after `docker kill`; the bound is TTL + 1 s = {:?}",
-        TTL + EXPIRY_SLACK
+        removed >= TTL - HEARTBEAT && removed <= expiry_bound(),
+        "pure was removed {removed:.2?} after `docker kill`; the target is TTL + 1 s = {:?}, \
+         the test's bound {:?}",
+        TTL + EXPIRY_SLACK,
+        expiry_bound()
     );
     ensure!(
         c.discovery.evictions("expired")? == expired + 1,
@@ -124,8 +128,10 @@ pub fn kill_expires_and_start_returns(c: &Cluster, t: &mut Timings, pure: &str) 
     let back = wait::listed(&c.discovery, &["pure"], issued, Duration::from_secs(30))?;
     t.record("docker start pure -> listed", back)?;
     ensure!(
-        back <= HEARTBEAT,
-        "pure was listed {back:.2?} after `docker start`; the bound is one heartbeat ({HEARTBEAT:?})"
+        back <= ci_bound(HEARTBEAT),
+        "pure was listed {back:.2?} after `docker start`; the target is one heartbeat \
+         ({HEARTBEAT:?}), the test's bound {:?}",
+        ci_bound(HEARTBEAT)
     );
     Ok(())
 }
@@ -151,10 +157,11 @@ pub fn discovery_restart_is_survived(
     t.record("docker restart discovery -> every cell listed", back)?;
     t.record("  docker restart discovery returned after", restarted)?;
     ensure!(
-        back <= HEARTBEAT + JITTER,
-        "the cells were listed {back:.2?} after discovery restarted; the bound is one \
-         heartbeat plus jitter ({:?})",
-        HEARTBEAT + JITTER
+        back <= ci_bound(HEARTBEAT + JITTER),
+        "the cells were listed {back:.2?} after discovery restarted; the target is one \
+         heartbeat plus jitter ({:?}), the test's bound {:?}",
+        HEARTBEAT + JITTER,
+        ci_bound(HEARTBEAT + JITTER)
     );
     Ok(())
 }
@@ -171,9 +178,11 @@ pub fn partition_reaps_and_heals(c: &Cluster, t: &mut Timings, mesh: &Mesh) -> R
     let reaped = wait::absent(&c.discovery, "pure", issued, TTL + Duration::from_secs(10))?;
     t.record("network disconnect pure -> reaped", reaped)?;
     ensure!(
-        reaped <= TTL + EXPIRY_SLACK,
-        "the partitioned cell was reaped {reaped:.2?} after the disconnect; the bound is {:?}",
-        TTL + EXPIRY_SLACK
+        reaped >= TTL - HEARTBEAT && reaped <= expiry_bound(),
+        "the partitioned cell was reaped {reaped:.2?} after the disconnect; the target is {:?}, \
+         the test's bound {:?}",
+        TTL + EXPIRY_SLACK,
+        expiry_bound()
     );
     ensure!(
         c.discovery.evictions("expired")? == expired + 1,
@@ -189,10 +198,12 @@ pub fn partition_reaps_and_heals(c: &Cluster, t: &mut Timings, mesh: &Mesh) -> R
     docker::run(&connect)?;
     let back = wait::listed(&c.discovery, &["pure"], issued, Duration::from_secs(30))?;
     t.record("network reconnect pure -> listed", back)?;
-    let bound = HEARTBEAT + CELL_HTTP_TIMEOUT + JITTER;
+    let target = HEARTBEAT + CELL_HTTP_TIMEOUT + JITTER;
+    let bound = ci_bound(target);
     ensure!(
         back <= bound,
-        "the reconnected cell was listed {back:.2?} after the reconnect; the bound is {bound:?}"
+        "the reconnected cell was listed {back:.2?} after the reconnect; the target is \
+         {target:?}, the test's bound {bound:?}"
     );
     // Reconnecting publishes the port again, maybe on another host port.
     let pure_addr = c.published("pure", 8002, 1)?;
