@@ -42,6 +42,8 @@ struct Args {
     #[arg(long)]
     target: Option<SocketAddr>,
     /// Scenarios to run (comma separated): register,heartbeat,peers,rss,expire.
+    /// `peers` also measures `GET /peers?branch=main` (every peer matches): a filtered listing
+    /// is never shared, so that is the per-reader (streamed) rendering.
     #[arg(long, default_value = "register,heartbeat,peers,rss,expire")]
     scenarios: String,
     /// Keep-alive connections for heartbeats and registrations.
@@ -76,7 +78,13 @@ struct Server {
 }
 
 impl Server {
-    async fn start(bin: &PathBuf, target: Option<SocketAddr>) -> anyhow::Result<Self> {
+    /// Starts `bin` with `--max-peers max_peers` (the default cap is below the RSS scenario's
+    /// population), or uses `target`.
+    async fn start(
+        bin: &PathBuf,
+        target: Option<SocketAddr>,
+        max_peers: usize,
+    ) -> anyhow::Result<Self> {
         if let Some(addr) = target {
             return Ok(Self { child: None, addr });
         }
@@ -87,6 +95,8 @@ impl Server {
         let child = tokio::process::Command::new(bin)
             .arg("--listen")
             .arg(addr.to_string())
+            .arg("--max-peers")
+            .arg(max_peers.to_string())
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .kill_on_drop(true)
@@ -290,6 +300,7 @@ fn expire_bench(n: usize) {
         mass_eviction_hold: Duration::from_secs(15),
         history: 1024,
         max_peers: usize::MAX,
+        max_bytes: usize::MAX,
     };
     let t0 = tokio::time::Instant::now();
     let mut reg = PeerRegistry::new(settings, t0, 1);
@@ -352,10 +363,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.seconds
     );
     let scenarios: Vec<&str> = args.scenarios.split(',').map(str::trim).collect();
+    let max_peers = args.peers.max(args.list_peers).max(args.rss_peers);
     let want = |s: &str| scenarios.contains(&s);
 
     if want("register") || want("heartbeat") {
-        let server = Server::start(&bin, args.target).await?;
+        let server = Server::start(&bin, args.target, max_peers).await?;
         let rate = register_all(server.addr, args.peers, args.connections).await?;
         println!(
             "register: {} peers at {rate:.0} registrations/s ({} connections)",
@@ -388,7 +400,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     if want("peers") {
-        let server = Server::start(&bin, args.target).await?;
+        let server = Server::start(&bin, args.target, max_peers).await?;
         register_all(server.addr, args.list_peers, args.connections).await?;
         let make = Arc::new(|_: usize, _: usize| ("/peers".to_owned(), Bytes::new()));
         let r = timed_run(
@@ -406,11 +418,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
             ),
             &r,
         );
+        let make = Arc::new(|_: usize, _: usize| ("/peers?branch=main".to_owned(), Bytes::new()));
+        let r = timed_run(
+            server.addr,
+            args.peers_connections,
+            args.seconds,
+            "GET",
+            make,
+        )
+        .await?;
+        print_run(
+            &format!(
+                "GET /peers?branch=main, rendered per reader ({} peers, {} connections)",
+                args.list_peers, args.peers_connections
+            ),
+            &r,
+        );
         server.stop().await;
     }
 
     if want("rss") {
-        let server = Server::start(&bin, args.target).await?;
+        let server = Server::start(&bin, args.target, max_peers).await?;
         let before = server.rss_kib();
         let rate = register_all(server.addr, args.rss_peers, args.connections).await?;
         // One full listing, as a dashboard or cell would make.

@@ -1,4 +1,24 @@
 //! Server configuration and its documented defaults.
+//!
+//! # Memory: bounded by configuration
+//!
+//! Everything discovery keeps grows with a configured cap, never with what clients send or how
+//! slowly they read. At the defaults the worst case is about 1.5 GiB (the reference machine has
+//! 24 GiB; for a smaller container lower `--max-connections` first):
+//!
+//! | what | bound | at the defaults |
+//! |---|---|---|
+//! | registrations: every record alive, registered or still held by a reader or the watch history ([`crate::registry::Storage`]) | `max_peers` x (`registration_max_bytes` + [`PEER_OVERHEAD_BYTES`]) for the registered ones; 2 x `registry_max_bytes` for all | 10,000 x 17.5 KiB = 171 MiB <= 192 MiB registered (64 MiB with the byte budget); at most 128 MiB of records alive |
+//! | watch history: the event texts of the last `watch_history` changes | `watch_history` x (`registration_max_bytes` + 0.5 KiB) | 1,024 x 16.5 KiB = 17 MiB |
+//! | connections, each: hyper's read and write buffers, one answer batch, a request body, a pinned view | [`CONNECTION_MAX_BYTES`] at most, plus 8 bytes a peer | 4,096 x (256 KiB + 80 KiB) = 1.3 GiB |
+//! | `/peers` answers rendered at once (the shared one included), while cached or still being sent | [`crate::http::peers::AT_ONCE_BYTES_MAX`] | 32 MiB |
+//!
+//! No reader holds a listing or snapshot of its own beyond these bounds: `/peers` answers up to
+//! 1 MiB are rendered at once and counted until sent (the unfiltered one shared between
+//! readers), larger ones and watch snapshots are stitched batch by batch (64 KiB) from the
+//! shared view as the client reads ([`crate::http::peers`]); a client that does not read for
+//! `write_timeout` is disconnected; connections and watch streams beyond their caps are refused
+//! at once with 503 and `Retry-After` instead of waiting.
 
 use std::time::Duration;
 
@@ -17,12 +37,34 @@ pub const DEFAULT_MASS_EVICTION_MIN_PEERS: usize = 10;
 pub const DEFAULT_MASS_EVICTION_HOLD: Duration = Duration::from_secs(15);
 /// Default largest accepted request body (the contract's bound, which clients rely on).
 pub const DEFAULT_BODY_LIMIT: usize = cellmesh_wire::limits::DISCOVERY_BODY_MAX_BYTES;
+/// Default per-registration byte budget: what one registration may cost as stored
+/// ([`cellmesh_wire::limits::registration_cost`]); a `/register` body over it is refused with
+/// 413, or 422 naming the field when one field is what makes it too big.
+pub const DEFAULT_REGISTRATION_MAX_BYTES: usize = cellmesh_wire::limits::REGISTRATION_MAX_BYTES;
+/// Default byte budget of the whole registry: what every record alive may cost together
+/// (registered ones, and ones that left but are still held by a reader or the watch history).
+/// A registration past it is refused with 503 `{"detail"}`, like one past
+/// [`DEFAULT_MAX_PEERS`] (507 was not chosen: it is WebDAV's, and clients of the original
+/// already retry on 503).
+pub const DEFAULT_REGISTRY_MAX_BYTES: usize = 64 * 1024 * 1024;
+/// Upper bound of what one peer takes besides its registration's cost: its record, id, map and
+/// deadline-index entries, address, view slot and (unshared) shape.
+pub const PEER_OVERHEAD_BYTES: usize = 1536;
+/// Upper bound of what one connection takes besides the view it may pin (8 bytes a peer):
+/// hyper's read buffer and write queue (64 KiB each, see [`crate::server`]), one answer batch
+/// (64 KiB plus one peer) and a request body (`body_limit`, 64 KiB).
+pub const CONNECTION_MAX_BYTES: usize = 256 * 1024;
+/// Default time a connection may go without making progress on a write (a client that does
+/// not read its answer) before it is dropped.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default deadline for a whole request (headers excluded: see [`DEFAULT_HEADER_TIMEOUT`]).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default deadline for a client to send a request's headers (also bounds idle keep-alive).
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default cap on simultaneous connections.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default cap on simultaneous connections; beyond it a connection is answered 503 with
+/// `Retry-After` and closed. Each cell keeps about one keep-alive connection: raise it with
+/// `max_peers` (see the module docs for the memory it costs).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// Default deadline for draining connections after shutdown is requested.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default interval between SSE keep-alive comments.
@@ -31,8 +73,10 @@ pub const DEFAULT_WATCH_KEEPALIVE: Duration = Duration::from_secs(15);
 pub const DEFAULT_WATCH_HISTORY: usize = 1024;
 /// Default cap on simultaneous watch streams.
 pub const DEFAULT_MAX_WATCHERS: usize = 1024;
-/// Default cap on registered peers.
-pub const DEFAULT_MAX_PEERS: usize = 1_000_000;
+/// Default cap on registered peers: 10,000 x (16 KiB + 1.5 KiB) = 171 MiB <= 192 MiB in the
+/// worst case even without the registry's byte budget (see the module docs). Larger meshes
+/// raise it with `--max-peers` (and `--max-connections`); the module docs give the cost.
+pub const DEFAULT_MAX_PEERS: usize = 10_000;
 /// Default runtime worker threads of the binary (`--worker-threads`; 0 = one per core).
 ///
 /// One: a request is a few microseconds of work, so on the 2-core reference machine a second
@@ -63,11 +107,18 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Largest accepted request body in bytes (413 beyond).
     pub body_limit: usize,
+    /// Most one registration may cost as stored, in bytes
+    /// ([`cellmesh_wire::limits::registration_cost`]; 413 or 422 beyond).
+    pub registration_max_bytes: usize,
+    /// Most every record alive may cost together, in bytes (503 for registrations beyond).
+    pub registry_max_bytes: usize,
+    /// A connection whose writes make no progress for this long is dropped.
+    pub write_timeout: Duration,
     /// Deadline for handling one request (408 beyond).
     pub request_timeout: Duration,
     /// Deadline for receiving a request's headers; also closes idle keep-alive connections.
     pub header_timeout: Duration,
-    /// Cap on simultaneous connections; further connections wait in the listen backlog.
+    /// Cap on simultaneous connections; further connections get 503 with `Retry-After`.
     pub max_connections: usize,
     /// Deadline for draining open connections on shutdown.
     pub drain_timeout: Duration,
@@ -75,7 +126,7 @@ pub struct Config {
     pub watch_keepalive: Duration,
     /// Number of past events kept for `Last-Event-ID` resumption.
     pub watch_history: usize,
-    /// Cap on simultaneous watch streams (503 beyond).
+    /// Cap on simultaneous watch streams (503 with `Retry-After` beyond).
     pub max_watchers: usize,
     /// Cap on registered peers (503 for new ids beyond).
     pub max_peers: usize,
@@ -93,6 +144,9 @@ impl Default for Config {
             token: None,
             admin_token: None,
             body_limit: DEFAULT_BODY_LIMIT,
+            registration_max_bytes: DEFAULT_REGISTRATION_MAX_BYTES,
+            registry_max_bytes: DEFAULT_REGISTRY_MAX_BYTES,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,

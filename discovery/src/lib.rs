@@ -30,7 +30,7 @@
 //! | `POST /heartbeat` `{"cell_id","consciousness_level"?}` | `{"status":"ok","cell_id","peers_count"}`; 404 `{"detail":"Peer ID not registered. Call /register first."}` |
 //! | `DELETE /peer/{id}` | `{"status":"deregistered","cell_id"}`; 404 `{"detail":"Peer not found"}` |
 //! | `DELETE /unregister/{id}` | `{"status":"unregistered"}`; 404 as above |
-//! | `GET /health` | `{"status":"healthy",..}` |
+//! | `GET /health` | `{"status":"healthy","cell_id","branch","consciousness_level","services","type","hostname"}` + additions below |
 //! | `GET /metrics` | Prometheus text incl. `aios_cell_peers_count{cell_id="primary"} N` |
 //!
 //! Validation errors are 422 in pydantic's shape:
@@ -40,24 +40,41 @@
 //!
 //! # Additions (new fields and calls; nothing removed or renamed)
 //!
-//! - Register answer: `incarnation` (lease id, unique and increasing, also across restarts),
-//!   `secret` (32 hex digits, always issued, enforced only when a token is configured),
-//!   `replaced` (bool: an earlier incarnation was replaced), `ttl_ms`.
+//! - Register answer: `incarnation` (lease id: `max(wall-clock µs, previous + 1)`, so unique
+//!   and increasing, also across restarts; see [`registry::lease`]), `secret` (32 hex digits,
+//!   always issued, enforced only when a token is configured), `replaced` (bool: an earlier
+//!   incarnation was replaced), `ttl_ms`.
+//! - `/health` adds `service`, `my_host`, `peers_count`, `revision`, `ready`,
+//!   `uptime_seconds`, `timestamp`, `version`; discovery describes itself as a cell like the
+//!   original (`branch` "main", `consciousness_level` 0.0, `services` `["discovery"]`, `type`
+//!   "discovery", `hostname` this machine's).
 //! - Heartbeat body: optional `incarnation`; answer adds `incarnation`.
 //! - Deregister (`/peer/{id}`, `/unregister/{id}`): optional `?incarnation=N` or header
 //!   `X-Cell-Incarnation`; `/unregister` answer adds `cell_id`.
 //!   A heartbeat or deregistration naming another incarnation than the current one gets 409
 //!   and changes nothing; one that names none keeps the original behaviour.
 //! - Security: with a shared token, register/heartbeat/deregister need
-//!   `Authorization: Bearer <token>` (401 otherwise); with a shared or admin token, heartbeat and
+//!   `Authorization: Bearer <token>` (401 otherwise; checked before the body is read, compared
+//!   as SHA-256 digests in constant time); with a shared or admin token, heartbeat and
 //!   deregister also need the cell's `X-Cell-Secret` (403 otherwise) unless the bearer is the
-//!   admin token. Reads (`/peers`, `/health`, ...) stay open.
+//!   admin token, and a registration of a *live* id (deadline not passed) must present that
+//!   registration's `X-Cell-Secret` or the admin token: otherwise 409 `{"detail"}` (the id is
+//!   held under another secret) until the lease expires. Reads (`/peers`, `/health`, ...) stay
+//!   open.
+//! - Open mode (no token; for trusted networks only): re-registering replaces, as in the
+//!   original, but a *takeover* (a live id moved to another `ip:port` by a registration
+//!   without its `X-Cell-Secret`) is logged at warn (`cell_id`, `from`, `to`), counted
+//!   (`discovery_takeovers_total`), published as a `takeover` watch event and shown on the
+//!   dashboard.
 //! - Peers carry `incarnation` and `age_ms` (milliseconds since the last heartbeat, at answer
 //!   time). `/peers` also carries `revision`, a weak `ETag` (`W/"BOOT-REVISION"`) and
 //!   `X-Registry-Revision`; `If-None-Match` gives 304. The revision moves with membership and
 //!   level changes only.
 //! - `GET /peers` filters: `service`, `type`, `branch`, `min_level` (AND). `GET /peers/{id}`.
-//! - `GET /peers/watch`: SSE, see [`http::watch`]. `GET /readyz`: 503 during the start-up grace window.
+//! - `GET /peers/watch`: SSE, see [`http::watch`]; a `takeover` event
+//!   `{"revision","type":"takeover","cell_id","from","to","incarnation","replaced_incarnation"}`
+//!   follows the `leave` and `join` of a takeover. `GET /readyz`: 503 during the start-up grace
+//!   window.
 //! - `GET /`: the dashboard.
 //!
 //! # Liveness
@@ -67,6 +84,8 @@
 //! TTL). If more than `mass_eviction_share` of the population (live peers plus peers expired
 //! within the last TTL, when at least `mass_eviction_min_peers`) would have expired within one
 //! TTL, evictions are held for at most `mass_eviction_hold`; then peers still silent are evicted.
+//! The hold ends early once that share is back under the threshold (checked every TTL/10,
+//! 50 ms to 1 s): peers still silent then get one more TTL. See [`registry::guard`].
 
 pub mod clock;
 pub mod config;

@@ -23,6 +23,12 @@ use tracing_subscriber::EnvFilter;
 /// `incarnation` and `age_ms`. With --token, register/heartbeat/deregister need
 /// `Authorization: Bearer TOKEN`; with --token or --admin-token, heartbeat/deregister also need
 /// the cell's `X-Cell-Secret` (or the admin token).
+///
+/// Memory is bounded by the caps below (--max-peers, --registration-max-bytes,
+/// --registry-max-bytes, --max-connections, --max-watchers, --watch-history): a registration
+/// over its byte budget gets 413 (or 422 naming the field), one past the registry's caps 503;
+/// connections and watch streams past their caps get 503 with Retry-After; a client that does
+/// not read for --write-timeout is dropped.
 #[derive(Debug, Parser)]
 #[command(name = "discovery", version, about, long_about)]
 struct Args {
@@ -62,6 +68,17 @@ struct Args {
     /// Largest request body in bytes.
     #[arg(long, env = "DISCOVERY_BODY_LIMIT", default_value_t = config::DEFAULT_BODY_LIMIT)]
     body_limit: usize,
+    /// Most one registration may cost as stored, in bytes (413, or 422 naming the field,
+    /// beyond).
+    #[arg(long, env = "DISCOVERY_REGISTRATION_MAX_BYTES", default_value_t = config::DEFAULT_REGISTRATION_MAX_BYTES)]
+    registration_max_bytes: usize,
+    /// Most all registrations may cost together, in bytes (503 for registrations beyond).
+    #[arg(long, env = "DISCOVERY_REGISTRY_MAX_BYTES", default_value_t = config::DEFAULT_REGISTRY_MAX_BYTES)]
+    registry_max_bytes: usize,
+    /// A connection whose writes make no progress for this long (a client that does not read)
+    /// is dropped.
+    #[arg(long, env = "DISCOVERY_WRITE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    write_timeout: Duration,
     /// Deadline for one request.
     #[arg(long, env = "DISCOVERY_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     request_timeout: Duration,
@@ -130,6 +147,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         token: args.token.filter(|t| !t.is_empty()),
         admin_token: args.admin_token.filter(|t| !t.is_empty()),
         body_limit: args.body_limit,
+        registration_max_bytes: args.registration_max_bytes,
+        registry_max_bytes: args.registry_max_bytes,
+        write_timeout: args.write_timeout,
         request_timeout: args.request_timeout,
         header_timeout: args.header_timeout,
         max_connections: args.max_connections,

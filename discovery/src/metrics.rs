@@ -45,6 +45,12 @@ pub struct RequestMetrics {
     pub bad_requests: AtomicU64,
     /// Requests answered 409 for a stale incarnation.
     pub stale_incarnations: AtomicU64,
+    /// Connections open now.
+    pub connections: AtomicU64,
+    /// Connections refused (503 or closed) because `max_connections` were open.
+    pub connections_refused: AtomicU64,
+    /// Connections dropped because a write made no progress for `write_timeout`.
+    pub write_timeouts: AtomicU64,
 }
 
 /// Index of `route` in [`ROUTES`].

@@ -41,7 +41,13 @@ async fn run(registry: Registry, shutdown: CancellationToken) {
         }
         if outcome.hold_released && holding {
             holding = false;
-            warn!("mass-eviction hold ended; evicting peers still silent");
+            if outcome.hold_recovered {
+                warn!(
+                    "mass-eviction hold ended early: the mesh recovered; peers still silent get one more TTL"
+                );
+            } else {
+                warn!("mass-eviction hold ended; evicting peers still silent");
+            }
         }
         if outcome.more {
             tokio::task::yield_now().await;

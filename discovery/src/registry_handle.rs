@@ -11,7 +11,7 @@ use tokio::sync::{Notify, broadcast};
 use tokio::time::Instant;
 
 use crate::registry::{
-    Authority, HeartbeatAck, Membership, PeerRecord, PeerRegistry, PeersView, ReapOutcome,
+    Authority, Claim, HeartbeatAck, Membership, PeerRecord, PeerRegistry, PeersView, ReapOutcome,
     Registered, RegistryError, RegistryStats, Resume, SECRET_LEN, WatchEvent,
 };
 use crate::validate::CellInfo;
@@ -82,16 +82,19 @@ impl Registry {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Registers (or re-registers) a cell; see [`PeerRegistry::register`]. Wakes the reaper
-    /// when the new lease expires before every other.
+    /// Registers (or re-registers) a cell for `claim`; see [`PeerRegistry::register_as`].
+    /// Wakes the reaper when the new lease expires before every other.
     pub fn register(
         &self,
         info: &CellInfo,
         secret: [u8; SECRET_LEN],
+        claim: Claim<'_>,
         now: Instant,
         wall_micros: i64,
     ) -> Result<Registered, RegistryError> {
-        let registered = self.lock().register(info, secret, now, wall_micros)?;
+        let registered = self
+            .lock()
+            .register_as(info, secret, claim, now, wall_micros)?;
         if registered.wake_reaper {
             self.shared.reaper_wake.notify_one();
         }

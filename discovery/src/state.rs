@@ -1,7 +1,6 @@
 //! Shared server state: configuration, the [`Registry`] handle, metrics and the shutdown token.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -30,8 +29,8 @@ pub(crate) struct Shared {
     /// `my_host` as a JSON string literal.
     pub(crate) my_host_json: String,
     pub(crate) started: Instant,
-    /// Size of the last `/peers` answer, to size the next buffer.
-    pub(crate) last_peers_len: AtomicUsize,
+    /// The unfiltered `/peers` answer shared between readers.
+    pub(crate) listing: crate::http::peers::Listings,
 }
 
 impl AppState {
@@ -47,6 +46,7 @@ impl AppState {
             mass_eviction_hold: config.mass_eviction_hold,
             history: config.watch_history,
             max_peers: config.max_peers,
+            max_bytes: config.registry_max_bytes,
         };
         let registry = PeerRegistry::new(settings, now, u64::try_from(wall).unwrap_or(1));
         let boot = hex::encode(rand::random::<[u8; 4]>());
@@ -59,7 +59,7 @@ impl AppState {
                 shutdown: CancellationToken::new(),
                 boot,
                 started: now,
-                last_peers_len: AtomicUsize::new(1024),
+                listing: crate::http::peers::Listings::default(),
             }),
         }
     }

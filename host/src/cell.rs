@@ -1,5 +1,8 @@
-//! [`CellRuntime`]: everything a running cell shares between its HTTP API
-//! and its lifecycle: the plugin, its identity, the mesh, the logs.
+//! [`CellRuntime`]: everything a running cell shares between its HTTP API,
+//! its lifecycle and its plugin watch: the plugin, its identity, the mesh,
+//! the logs, and what the cell reports about itself (its standing with
+//! discovery, the plugin's last state: see [`crate::status`]), which the
+//! API reads without waiting on discovery or on the plugin.
 
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -11,8 +14,10 @@ use sha2::{Digest, Sha256};
 use crate::discovery_client::{Lease, Registration};
 use crate::mesh::Mesh;
 use crate::messages::{MessageStore, SyncLog};
-use crate::plugin::PluginSandbox;
+use crate::plugin::bindings::CellState;
 use crate::plugin::validate::MAX_CELL_ID_LEN;
+use crate::plugin::{PluginError, PluginSandbox};
+use crate::status::{PluginCache, PluginView, RegistrationStatus, status_metrics};
 
 /// Who the cell is on the mesh and where it is reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,8 +68,12 @@ pub struct CellRuntime {
     pub messages: MessageStore,
     /// Syncs with peers.
     pub syncs: SyncLog,
+    /// The plugin's last state and whether it answers; read by `/health`
+    /// and `/metrics`, refreshed by the plugin watch.
+    pub plugin: PluginCache,
     level: Mutex<f64>,
     lease: Mutex<Option<Lease>>,
+    registration: Mutex<RegistrationStatus>,
     peers_count: AtomicU64,
     started: Instant,
 }
@@ -79,8 +88,10 @@ impl CellRuntime {
             mesh,
             messages: MessageStore::default(),
             syncs: SyncLog::default(),
+            plugin: PluginCache::default(),
             level: Mutex::new(level),
             lease: Mutex::new(None),
+            registration: Mutex::new(RegistrationStatus::default()),
             peers_count: AtomicU64::new(0),
             started: Instant::now(),
         }
@@ -96,11 +107,64 @@ impl CellRuntime {
         *self.level.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records the level the plugin reported (non-finite values are ignored).
+    /// Records the level a plugin call reported (non-finite values are
+    /// ignored), and asks the plugin watch to read the state again soon
+    /// (the call may have changed more than the level).
     pub fn set_level(&self, level: f64) {
+        self.record_level(level);
+        self.plugin.wake();
+    }
+
+    /// Records the level the plugin reported, without waking the watch.
+    pub(crate) fn record_level(&self, level: f64) {
         if level.is_finite() {
             *self.level.lock().unwrap_or_else(|p| p.into_inner()) = level;
         }
+    }
+
+    /// Calls the plugin's `state` and records the answer (level and the
+    /// cached state) or the failure. Waits on the plugin: the API's own
+    /// routes may, `/health` and `/metrics` use [`Self::plugin_view`].
+    pub async fn refresh_state(&self) -> Result<CellState, PluginError> {
+        self.plugin.probe_started();
+        match self.sandbox.state().await {
+            Ok(state) => {
+                self.record_level(state.consciousness_level);
+                self.plugin.record_state(state.clone());
+                Ok(state)
+            }
+            Err(error) => {
+                tracing::debug!(cell_id = %self.cell_id(), %error, "reading the plugin's state failed");
+                self.plugin.record_failure(&error);
+                Err(error)
+            }
+        }
+    }
+
+    /// The plugin as `/health` shows it, from its last reported state;
+    /// never waits.
+    pub fn plugin_view(&self) -> PluginView {
+        self.plugin.view()
+    }
+
+    /// The cell's standing with discovery; never waits.
+    pub fn registration_status(&self) -> RegistrationStatus {
+        self.registration
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Changes the standing with discovery.
+    pub(crate) fn update_registration(&self, change: impl FnOnce(&mut RegistrationStatus)) {
+        change(&mut self.registration.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    /// The gauges of [`Self::registration_status`] and
+    /// [`Self::plugin_view`] as Prometheus text for `/metrics`, every series
+    /// with the label set `labels` (`key="value",...`, escaped).
+    pub fn status_metrics(&self, labels: &str) -> String {
+        status_metrics(labels, &self.registration_status(), &self.plugin_view())
     }
 
     /// The lease from the last successful registration, if registered.
@@ -167,7 +231,7 @@ mod tests {
         assert_ne!(a, unique_cell_id("alpha", "host-b:8000"));
         assert!(a.starts_with("alpha-") && a.len() == "alpha-".len() + UNIQUE_SUFFIX_LEN);
         assert_eq!(
-            unique_cell_id(&"x".repeat(64), "h:1").len(),
+            unique_cell_id(&"x".repeat(MAX_CELL_ID_LEN), "h:1").len(),
             MAX_CELL_ID_LEN
         );
     }

@@ -21,10 +21,15 @@ use std::time::Duration;
 
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::api::ApiLimits;
+use crate::api::{ApiLimits, DEFAULT_MAX_CONCURRENT_REQUESTS};
+use crate::contest::ContestPolicy;
+use crate::discovery_client::DiscoveryLimits;
+use crate::egress::{Cidr, PeerPolicy};
 use crate::lifecycle::{BackoffPolicy, LifecycleSettings, ShutdownSettings};
 use crate::plugin::SandboxLimits;
-use crate::plugin::validate::{MAX_CELL_ID_LEN, valid_cell_id};
+use crate::plugin::validate::{CELL_ID_CHARS, MAX_CELL_ID_LEN, valid_cell_id};
+use crate::plugin_watch::PluginWatchSettings;
+use crate::server::ServerLimits;
 
 /// Discovery URL used when neither `--discovery` nor `AIOS_DISCOVERY_URL` is given.
 pub const DEFAULT_DISCOVERY_URL: &str = "http://127.0.0.1:8001";
@@ -95,6 +100,21 @@ pub struct Args {
     #[arg(long, env = "CELLMESH_MEMORY_LIMIT_MB", default_value_t = SandboxLimits::DEFAULT_MEMORY_LIMIT_MIB)]
     pub memory_limit_mb: u64,
 
+    /// Wall-clock bound of one plugin call (and of waiting for the plugin's
+    /// instance), in milliseconds; default: the CPU deadline plus the send
+    /// budget's time plus 250 ms (1750 with the defaults).
+    #[arg(long, env = "CELLMESH_CALL_WALL_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub call_wall_timeout_ms: Option<u64>,
+
+    /// Most `send-message` calls one plugin call may make.
+    #[arg(long, env = "CELLMESH_SEND_BUDGET", default_value_t = SandboxLimits::DEFAULT_SEND_BUDGET_COUNT)]
+    pub send_budget: u32,
+
+    /// Most time one plugin call may spend in `send-message`, all sends
+    /// together, in milliseconds.
+    #[arg(long, env = "CELLMESH_SEND_BUDGET_MS", default_value_t = ms(SandboxLimits::DEFAULT_SEND_BUDGET_TIME))]
+    pub send_budget_ms: u64,
+
     /// Interval between heartbeats, in milliseconds.
     #[arg(long, env = "CELLMESH_HEARTBEAT_MS", default_value_t = ms(LifecycleSettings::DEFAULT_HEARTBEAT))]
     pub heartbeat_ms: u64,
@@ -126,6 +146,59 @@ pub struct Args {
     /// Timeout of one HTTP request to discovery or a peer, in milliseconds.
     #[arg(long, env = "CELLMESH_HTTP_TIMEOUT_MS", default_value_t = ms(DEFAULT_HTTP_TIMEOUT))]
     pub http_timeout_ms: u64,
+
+    /// Deadline for a request's headers, in milliseconds (also closes idle
+    /// keep-alive connections).
+    #[arg(long, env = "CELLMESH_HEADER_TIMEOUT_MS", default_value_t = ms(ServerLimits::DEFAULT_HEADER_TIMEOUT))]
+    pub header_timeout_ms: u64,
+
+    /// Deadline for a request's body once its headers are in, in
+    /// milliseconds (408 beyond).
+    #[arg(long, env = "CELLMESH_BODY_TIMEOUT_MS", default_value_t = ms(ServerLimits::DEFAULT_BODY_TIMEOUT))]
+    pub body_timeout_ms: u64,
+
+    /// Deadline for a whole request, in milliseconds (503 beyond).
+    #[arg(long, env = "CELLMESH_REQUEST_TIMEOUT_MS", default_value_t = ms(ServerLimits::DEFAULT_REQUEST_TIMEOUT))]
+    pub request_timeout_ms: u64,
+
+    /// Most connections open at once; further ones wait in the listen backlog.
+    #[arg(long, env = "CELLMESH_MAX_CONNECTIONS", default_value_t = ServerLimits::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+
+    /// Most requests handled at once, all routes together (a request takes
+    /// its slot once its body is in).
+    #[arg(long, env = "CELLMESH_MAX_CONCURRENT_REQUESTS", default_value_t = DEFAULT_MAX_CONCURRENT_REQUESTS)]
+    pub max_concurrent_requests: usize,
+
+    /// Largest `GET /peers` answer read from discovery, in bytes.
+    #[arg(long, env = "CELLMESH_DISCOVERY_MAX_LISTING_BYTES", default_value_t = DiscoveryLimits::DEFAULT_MAX_LISTING_BYTES)]
+    pub discovery_max_listing_bytes: usize,
+
+    /// Largest answer to any other discovery call read, in bytes.
+    #[arg(long, env = "CELLMESH_DISCOVERY_MAX_ANSWER_BYTES", default_value_t = DiscoveryLimits::DEFAULT_MAX_ANSWER_BYTES)]
+    pub discovery_max_answer_bytes: usize,
+
+    /// Longest interval between two reads of the plugin's state for
+    /// `/health` and `/metrics`, in milliseconds.
+    #[arg(long, env = "CELLMESH_STATE_REFRESH_MS", default_value_t = ms(PluginWatchSettings::DEFAULT_STATE_EVERY))]
+    pub state_refresh_ms: u64,
+
+    /// Only send to peers in these ranges (`CIDR,...`, checked on the
+    /// resolved address at connect time); default: every address but the
+    /// link-local and cloud-metadata ranges, which only a range at least as
+    /// specific lifts.
+    #[arg(
+        long,
+        env = "CELLMESH_PEER_ALLOW",
+        value_delimiter = ',',
+        value_name = "CIDR"
+    )]
+    pub peer_allow: Vec<Cidr>,
+
+    /// Turns `POST /register_peer` off (403): the cell then sends only to
+    /// the cells discovery lists.
+    #[arg(long, env = "CELLMESH_NO_REGISTER_PEER")]
+    pub no_register_peer: bool,
 
     /// Delay before the first registration, in milliseconds (the original
     /// waited 2-3 s; back-off makes that unnecessary).
@@ -177,6 +250,15 @@ pub struct ConformanceArgs {
         value_parser = clap::value_parser!(u64).range(1..=4_096)
     )]
     pub memory_limit_mb: u64,
+
+    /// Wall-clock bound of one plugin call, in milliseconds (the host's
+    /// default unless changed; the same variable as the host's).
+    #[arg(
+        long,
+        env = "CELLMESH_CALL_WALL_TIMEOUT_MS",
+        value_parser = clap::value_parser!(u64).range(1..=600_000)
+    )]
+    pub call_wall_timeout_ms: Option<u64>,
 }
 
 impl ConformanceArgs {
@@ -186,6 +268,7 @@ impl ConformanceArgs {
             Duration::from_millis(self.call_timeout_ms),
             self.memory_limit_mb,
         )
+        .with_wall_timeout(self.call_wall_timeout_ms.map(Duration::from_millis))
     }
 }
 
@@ -272,7 +355,7 @@ pub enum ConfigError {
     #[error("--advertise must be HOST:PORT, got `{0}`")]
     Advertise(String),
     /// `--cell-id` breaks the contract's rule for ids.
-    #[error("--cell-id {0:?} must be 1 to {max} characters from [A-Za-z0-9._-]", max = MAX_CELL_ID_LEN)]
+    #[error("--cell-id {0:?} must be 1 to {max} characters from {CELL_ID_CHARS}", max = MAX_CELL_ID_LEN)]
     CellId(String),
 }
 
@@ -303,6 +386,10 @@ pub struct HostConfig {
     pub discovery_token: Option<String>,
     /// Timeout of one HTTP request to discovery or a peer.
     pub http_timeout: Duration,
+    /// Where the cell may send (`--peer-allow`).
+    pub peer_policy: PeerPolicy,
+    /// Whether `POST /register_peer` is on (`--no-register-peer` turns it off).
+    pub register_peer: bool,
     /// Directory of compiled components; `None`: compile on every start.
     pub cache_dir: Option<PathBuf>,
     /// CPU deadline and memory cap of the plugin.
@@ -313,6 +400,12 @@ pub struct HostConfig {
     pub shutdown: ShutdownSettings,
     /// Limits of the HTTP API.
     pub api: ApiLimits,
+    /// Timeouts and caps of the HTTP server.
+    pub server: ServerLimits,
+    /// How much of discovery's answers the host reads.
+    pub discovery_limits: DiscoveryLimits,
+    /// When the host calls the plugin for itself (`evolve`, `state`).
+    pub plugin_watch: PluginWatchSettings,
 }
 
 impl TryFrom<Args> for HostConfig {
@@ -354,8 +447,12 @@ impl TryFrom<Args> for HostConfig {
             discovery_url: args.discovery,
             discovery_token: args.discovery_token,
             http_timeout: millis(args.http_timeout_ms),
+            peer_policy: PeerPolicy::allow_only(args.peer_allow),
+            register_peer: !args.no_register_peer,
             cache_dir,
-            limits: SandboxLimits::new(millis(args.call_timeout_ms), args.memory_limit_mb),
+            limits: SandboxLimits::new(millis(args.call_timeout_ms), args.memory_limit_mb)
+                .with_send_budget(args.send_budget, millis(args.send_budget_ms))
+                .with_wall_timeout(args.call_wall_timeout_ms.map(millis)),
             lifecycle: LifecycleSettings {
                 heartbeat: millis(args.heartbeat_ms.max(1)),
                 backoff: BackoffPolicy {
@@ -364,13 +461,33 @@ impl TryFrom<Args> for HostConfig {
                     attempts: args.register_attempts,
                 },
                 startup_delay: millis(args.startup_delay_ms),
+                contest: ContestPolicy::default(),
             },
             shutdown: ShutdownSettings {
                 drain: millis(args.drain_ms),
                 plugin_hook: millis(args.shutdown_hook_ms),
                 deregister: millis(args.deregister_timeout_ms),
             },
-            api: ApiLimits::default(),
+            api: ApiLimits {
+                max_concurrent: args.max_concurrent_requests.max(1),
+                ..ApiLimits::default()
+            },
+            server: ServerLimits {
+                header_timeout: millis(args.header_timeout_ms.max(1)),
+                body_timeout: millis(args.body_timeout_ms.max(1)),
+                request_timeout: millis(args.request_timeout_ms.max(1)),
+                max_connections: args.max_connections.max(1),
+                max_concurrent_requests: args.max_concurrent_requests.max(1),
+                max_body_bytes: ApiLimits::default().max_body_bytes,
+            },
+            discovery_limits: DiscoveryLimits {
+                max_listing_bytes: args.discovery_max_listing_bytes,
+                max_answer_bytes: args.discovery_max_answer_bytes,
+            },
+            plugin_watch: PluginWatchSettings {
+                evolve_every: millis(args.heartbeat_ms.max(1)),
+                state_every: millis(args.state_refresh_ms.max(1)),
+            },
         })
     }
 }
@@ -460,6 +577,11 @@ mod tests {
         assert_eq!(config.lifecycle, LifecycleSettings::default());
         assert_eq!(config.shutdown, ShutdownSettings::default());
         assert_eq!(config.http_timeout, DEFAULT_HTTP_TIMEOUT);
+        assert_eq!(config.server, ServerLimits::default());
+        assert_eq!(config.discovery_limits, DiscoveryLimits::default());
+        assert_eq!(config.plugin_watch, PluginWatchSettings::default());
+        assert_eq!(config.peer_policy, PeerPolicy::default());
+        assert!(config.register_peer);
         assert_eq!(config.cache_dir, None);
         assert_eq!(config.advertise, None);
     }
@@ -483,8 +605,40 @@ mod tests {
         assert_eq!(error, ConfigError::CellId("bad id!".into()));
         assert_eq!(
             error.to_string(),
-            r#"--cell-id "bad id!" must be 1 to 64 characters from [A-Za-z0-9._-]"#
+            r#"--cell-id "bad id!" must be 1 to 128 characters from [A-Za-z0-9._:-]"#
         );
+    }
+
+    #[test]
+    fn peer_allow_and_no_register_peer_become_the_peer_policy() {
+        let config = config(&["--peer-allow", "10.0.0.0/8, ::1", "--no-register-peer"]).unwrap();
+        let ranges = vec!["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()];
+        assert_eq!(config.peer_policy, PeerPolicy::allow_only(ranges));
+        assert!(!config.register_peer);
+        let error = Args::try_parse_from(["cell-host", "--plugin", "p", "--peer-allow", "10/8"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("--peer-allow") && error.contains("`10/8`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn wall_clock_bound_and_send_budget_flags_reach_the_limits() {
+        let config = config(&["--call-timeout-ms", "800", "--send-budget-ms", "200"]).unwrap();
+        // Derived: CPU deadline + send time + margin.
+        assert_eq!(
+            config.limits.call_wall_timeout,
+            Duration::from_millis(1_250)
+        );
+        assert_eq!(config.limits.send_budget_time, Duration::from_millis(200));
+        let config =
+            self::config(&["--call-wall-timeout-ms", "9000", "--send-budget", "3"]).unwrap();
+        assert_eq!(config.limits.call_wall_timeout, Duration::from_secs(9));
+        assert_eq!(config.limits.send_budget_count, 3);
+        let argv = ["cell-host", "--plugin", "p", "--call-wall-timeout-ms", "0"];
+        assert!(Args::try_parse_from(argv).is_err());
     }
 
     #[test]

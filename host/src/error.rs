@@ -21,15 +21,16 @@ pub enum Error {
     /// The HTTP server failed.
     #[error("the HTTP server failed: {0}")]
     Serve(std::io::Error),
-    /// Discovery reported a newer incarnation of this cell id (409).
+    /// Discovery refused the cell's registration at start (400, 413 or
+    /// 422: a field too long, say); no retry can cure it.
     #[error(
-        "stopped: discovery reports that a newer incarnation of cell `{cell_id}` registered \
-         ({detail}); two hosts must not run the same cell id (see --unique-id)"
+        "discovery refused the registration of cell `{cell_id}`: {detail}; fix the plugin's \
+         manifest or the flags it comes from (--cell-id, --branch, --advertise)"
     )]
-    Superseded {
-        /// The contested id.
+    Refused {
+        /// The refused id.
         cell_id: String,
-        /// Discovery's explanation.
+        /// Discovery's reason.
         detail: String,
     },
 }

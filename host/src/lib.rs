@@ -9,29 +9,46 @@
 //! - [`plugin`]: loading, checking, caching and sandboxing plugins; usable
 //!   on its own (the conformance suite builds on it).
 //! - [`conformance`]: the plugin conformance suite (`cell-host conformance`).
-//! - [`cell`]: [`cell::CellRuntime`], the state API and lifecycle share.
+//! - [`cell`]: [`cell::CellRuntime`], the state API, lifecycle and plugin
+//!   watch share.
+//! - [`status`]: what the cell reports about itself (registration, plugin),
+//!   read without waiting.
 //! - [`api`]: the cell's HTTP API (`fn app(state) -> Router`).
+//! - [`server`]: the accept loop and the request-level bounds (timeouts,
+//!   one global concurrency limit).
 //! - [`lifecycle`]: registration with back-off, heartbeats, deregistration.
+//! - [`contest`]: what the host does when another registration takes its id.
+//! - [`plugin_watch`]: `evolve` and `state` off the liveness path.
 //! - [`discovery_client`]: the discovery service's HTTP API.
 //! - [`mesh`]: the cached mesh view, hand-kept peers, message delivery.
+//! - [`mesh_view`]: the cached listing, refreshed conditionally and
+//!   rate-limited.
+//! - [`egress`]: where a cell may send (`--peer-allow`), peer URLs built
+//!   with a URL type, the peer HTTP client (no redirects).
 //! - [`messages`]: bounded message and sync logs.
 //! - [`error`]: [`Error`] and [`error::ApiError`].
 //!
 //! [`run`] is the whole host, driven by a [`HostConfig`]: [`start`] loads
 //! the plugin and builds the cell, [`CellHost::serve`] serves until the
-//! shutdown future resolves, then stops accepting, calls the plugin's
-//! shutdown hook and deregisters.
+//! shutdown future resolves, then deregisters, drains the requests in
+//! flight and calls the plugin's shutdown hook, each step bounded.
 
 pub mod api;
 pub mod cell;
 pub mod config;
 pub mod conformance;
+pub mod contest;
 pub mod discovery_client;
+pub mod egress;
 pub mod error;
 pub mod lifecycle;
 pub mod mesh;
+pub mod mesh_view;
 pub mod messages;
 pub mod plugin;
+pub mod plugin_watch;
+pub mod server;
+pub mod status;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -46,8 +63,10 @@ pub use crate::error::Error;
 use crate::cell::{CellRuntime, Identity, unique_cell_id};
 use crate::config::AdvertiseAddr;
 use crate::discovery_client::{DiscoveryClient, http_client};
+use crate::egress::PeerClient;
 use crate::lifecycle::LifecycleEnd;
 use crate::mesh::{Mesh, MeshServices};
+use crate::mesh_view::ViewPolicy;
 use crate::plugin::{ComponentCache, LoadError, PluginEngine, PluginSandbox};
 
 /// A cell ready to serve: plugin loaded and checked, listener bound.
@@ -58,8 +77,8 @@ pub struct CellHost {
     config: HostConfig,
 }
 
-/// Runs a cell until `shutdown` resolves (or discovery reports a newer
-/// incarnation of its id), then shuts down cleanly.
+/// Runs a cell until `shutdown` resolves (or discovery refuses its
+/// registration at start), then shuts down cleanly.
 pub async fn run(
     config: HostConfig,
     listener: TcpListener,
@@ -111,8 +130,10 @@ pub async fn start(config: HostConfig, listener: TcpListener) -> Result<CellHost
     } = advertise(&config, bound);
     let http = http_client(config.http_timeout);
     let discovery = DiscoveryClient::new(http.clone(), &config.discovery_url)
-        .with_token(config.discovery_token.clone());
-    let mesh = Arc::new(Mesh::new(discovery, http));
+        .with_token(config.discovery_token.clone())
+        .with_limits(config.discovery_limits);
+    let peers = PeerClient::new(config.peer_policy.clone(), config.http_timeout);
+    let mesh = Arc::new(Mesh::new(discovery, peers).with_register_peer(config.register_peer));
     let services = Arc::new(MeshServices::new(
         mesh.clone(),
         config.plugin_config.clone(),
@@ -142,6 +163,10 @@ pub async fn start(config: HostConfig, listener: TcpListener) -> Result<CellHost
         .or_else(|| Some(manifest.branch.clone()).filter(|b| !b.is_empty()))
         .unwrap_or_else(|| "main".to_owned());
     mesh.set_self_id(cell_id.clone());
+    mesh.view().set_policy(ViewPolicy {
+        untagged_interval: config.lifecycle.heartbeat,
+        ..ViewPolicy::default()
+    });
     let report = sandbox.load_report();
     tracing::info!(
         cell_id = %cell_id,
@@ -158,6 +183,11 @@ pub async fn start(config: HostConfig, listener: TcpListener) -> Result<CellHost
         advertise_port,
     };
     let cell = Arc::new(CellRuntime::new(sandbox, identity, mesh));
+    // The first state for /health and /metrics (later ones come from the
+    // plugin watch); bounded, as a plugin's every call is.
+    if let Err(error) = cell.refresh_state().await {
+        tracing::warn!(cell_id = %cell.cell_id(), %error, "the plugin's state cannot be read yet");
+    }
     Ok(CellHost {
         cell,
         listener,
@@ -176,10 +206,13 @@ impl CellHost {
         self.listener.local_addr()
     }
 
-    /// Serves the API and runs the lifecycle until `shutdown` resolves or
-    /// discovery reports a newer incarnation; then stops accepting
-    /// requests, drains them (bounded), calls the plugin's shutdown hook
-    /// (bounded) and deregisters (bounded).
+    /// Serves the API and runs the lifecycle and the plugin watch until
+    /// `shutdown` resolves (or discovery refuses the cell's registration at
+    /// start); then stops in this order, each step bounded
+    /// ([`ShutdownSettings`](crate::lifecycle::ShutdownSettings)):
+    /// 1. deregisters (peers stop sending), still serving meanwhile;
+    /// 2. stops accepting and drains the requests in flight;
+    /// 3. calls the plugin's shutdown hook.
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -199,18 +232,26 @@ impl CellHost {
             "cell serving"
         );
 
-        let stop_lifecycle = CancellationToken::new();
+        let stop_tasks = CancellationToken::new();
         let mut lifecycle = Some(tokio::spawn(lifecycle::run_lifecycle(
             cell.clone(),
             config.lifecycle,
-            stop_lifecycle.clone(),
+            stop_tasks.clone(),
         )));
+        let watch = tokio::spawn(plugin_watch::run_plugin_watch(
+            cell.clone(),
+            config.plugin_watch,
+            stop_tasks.clone(),
+        ));
         let stop_http = CancellationToken::new();
-        let app = api::app(cell.clone(), config.api);
-        let signal = stop_http.clone();
-        let server = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { signal.cancelled().await });
-        let mut server = std::pin::pin!(std::future::IntoFuture::into_future(server));
+        let app = server::harden(api::app(cell.clone(), config.api), config.server);
+        let mut server = tokio::spawn(server::serve(
+            listener,
+            app,
+            config.server,
+            stop_http.clone(),
+            bounds.drain,
+        ));
         let mut shutdown = std::pin::pin!(shutdown);
 
         let mut outcome: Result<(), Error> = Ok(());
@@ -218,7 +259,7 @@ impl CellHost {
         tokio::select! {
             result = &mut server => {
                 server_done = true;
-                if let Err(error) = result {
+                if let Ok(Err(error)) = result {
                     outcome = Err(Error::Serve(error));
                 }
             }
@@ -227,28 +268,29 @@ impl CellHost {
             }
             end = async { lifecycle.as_mut().expect("present").await } => {
                 lifecycle = None;
-                if let Ok(LifecycleEnd::Superseded(detail)) = end {
-                    outcome = Err(Error::Superseded { cell_id: cell.cell_id().to_owned(), detail });
+                if let Ok(LifecycleEnd::Refused(detail)) = end {
+                    outcome = Err(Error::Refused { cell_id: cell.cell_id().to_owned(), detail });
                 }
             }
         }
 
-        // 1. Stop accepting; let in-flight requests finish, within a bound.
-        stop_http.cancel();
-        if !server_done {
-            match tokio::time::timeout(bounds.drain, &mut server).await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => tracing::warn!(%error, "HTTP server error while draining"),
-                Err(_) => tracing::warn!(
-                    drain_ms = bounds.drain.as_millis() as u64,
-                    "open requests did not finish in time; closing them"
-                ),
-            }
-        }
-        // 2. Stop heartbeats.
-        stop_lifecycle.cancel();
+        // 0. Stop heartbeats and the plugin watch (their calls in flight
+        //    are left to their own bounds).
+        stop_tasks.cancel();
         if let Some(handle) = lifecycle.take() {
             let _ = handle.await;
+        }
+        let _ = watch.await;
+        // 1. Deregister, bounded, still serving: peers stop sending.
+        lifecycle::deregister(&cell, bounds.deregister).await;
+        // 2. Stop accepting; let in-flight requests finish, within a bound.
+        stop_http.cancel();
+        if !server_done {
+            match (&mut server).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::warn!(%error, "HTTP server error while draining"),
+                Err(error) => tracing::warn!(%error, "HTTP server task failed"),
+            }
         }
         // 3. The plugin's shutdown hook, bounded.
         match tokio::time::timeout(bounds.plugin_hook, cell.sandbox.shutdown()).await {
@@ -258,10 +300,6 @@ impl CellHost {
                 timeout_ms = bounds.plugin_hook.as_millis() as u64,
                 "plugin shutdown hook timed out"
             ),
-        }
-        // 4. Deregister, bounded (not when superseded: the id is someone else's).
-        if !matches!(outcome, Err(Error::Superseded { .. })) {
-            lifecycle::deregister(&cell, bounds.deregister).await;
         }
         tracing::info!(cell_id = %cell.cell_id(), "cell stopped");
         outcome

@@ -1,8 +1,15 @@
 //! The cell's life with discovery: register (exponential back-off with full
-//! jitter), heartbeat with the level from `evolve`, register again when
-//! discovery forgot the cell, stop when a newer incarnation took the id,
-//! deregister at shutdown. [`LifecycleSettings`] and [`ShutdownSettings`]
-//! hold its timings and their defaults.
+//! jitter), heartbeat with the last level the plugin reported (the plugin
+//! is never called here: see [`crate::plugin_watch`]), register again when
+//! discovery forgot the cell, re-claim the id when another registration
+//! took it (the rules of [`crate::contest`]), deregister at shutdown.
+//! [`LifecycleSettings`] and [`ShutdownSettings`] hold its timings and
+//! their defaults; the cell's standing is written to
+//! [`CellRuntime::registration_status`] as it changes.
+//!
+//! The lifecycle never ends the host because of a 409. It ends it only when
+//! discovery refuses the cell's first registration itself (400, 413, 422:
+//! a field too long, say), which no retry can cure.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -13,7 +20,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::cell::CellRuntime;
+use crate::contest::{Contest, ContestPolicy, Verdict};
 use crate::discovery_client::{DiscoveryError, Lease};
+use crate::status::RegistrationState;
 
 /// Registration retry schedule: try `attempts` times with ceilings
 /// `base`, `2*base`, `4*base`... capped at `cap`, each wait drawn uniformly
@@ -72,19 +81,30 @@ where
             Err(error) => {
                 let wait = policy.delay(attempt, rng);
                 attempt = attempt.saturating_add(1);
-                if attempt == policy.attempts {
-                    tracing::warn!(
-                        attempts = attempt,
-                        %error,
-                        "{what} failed {attempt} times; still trying in the background every {} s at most",
-                        policy.cap.as_secs_f64()
-                    );
-                } else {
-                    tracing::info!(attempt, %error, wait_ms = wait.as_millis() as u64, "{what} failed; retrying");
-                }
+                log_retry(policy, what, attempt, &error, wait);
                 tokio::time::sleep(wait).await;
             }
         }
+    }
+}
+
+/// Logs failed try number `attempt` (1-based) of `what`.
+fn log_retry(
+    policy: BackoffPolicy,
+    what: &str,
+    attempt: u32,
+    error: &dyn std::fmt::Display,
+    wait: Duration,
+) {
+    if attempt == policy.attempts {
+        tracing::warn!(
+            attempts = attempt,
+            %error,
+            "{what} failed {attempt} times; still trying in the background every {} s at most",
+            policy.cap.as_secs_f64()
+        );
+    } else {
+        tracing::info!(attempt, %error, wait_ms = wait.as_millis() as u64, "{what} failed; retrying");
     }
 }
 
@@ -108,6 +128,8 @@ pub struct LifecycleSettings {
     pub backoff: BackoffPolicy,
     /// Wait before the first registration.
     pub startup_delay: Duration,
+    /// When a displaced id is re-claimed, and when the host gives up.
+    pub contest: ContestPolicy,
 }
 
 impl LifecycleSettings {
@@ -119,42 +141,48 @@ impl LifecycleSettings {
 }
 
 impl Default for LifecycleSettings {
-    /// Heartbeats every 5 s, the default back-off, no start-up delay.
+    /// Heartbeats every 5 s, the default back-off and contest rules, no
+    /// start-up delay.
     fn default() -> Self {
         Self {
             heartbeat: Self::DEFAULT_HEARTBEAT,
             backoff: BackoffPolicy::default(),
             startup_delay: Self::DEFAULT_STARTUP_DELAY,
+            contest: ContestPolicy::default(),
         }
     }
 }
 
-/// Bounds on each step of a cell's shutdown.
+/// Bounds on each step of a cell's shutdown, in the order the steps run:
+/// deregister (peers stop sending), drain the requests in flight, call the
+/// plugin's shutdown hook. With the defaults a stop takes at most
+/// 2 + 3 + 1 = 6 s; a second SIGTERM or Ctrl-C ends the process at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShutdownSettings {
+    /// Bound on deregistration.
+    pub deregister: Duration,
     /// Bound on draining open HTTP requests.
     pub drain: Duration,
     /// Bound on the plugin's shutdown hook.
     pub plugin_hook: Duration,
-    /// Bound on deregistration.
-    pub deregister: Duration,
 }
 
 impl ShutdownSettings {
+    /// Default bound on deregistration (the original's 2 s).
+    pub const DEFAULT_DEREGISTER: Duration = Duration::from_secs(2);
     /// Default bound on draining open HTTP requests.
     pub const DEFAULT_DRAIN: Duration = Duration::from_secs(3);
     /// Default bound on the plugin's shutdown hook.
     pub const DEFAULT_PLUGIN_HOOK: Duration = Duration::from_secs(1);
-    /// Default bound on deregistration.
-    pub const DEFAULT_DEREGISTER: Duration = Duration::from_secs(2);
 }
 
 impl Default for ShutdownSettings {
+    /// Deregister 2 s, drain 3 s, hook 1 s.
     fn default() -> Self {
         Self {
+            deregister: Self::DEFAULT_DEREGISTER,
             drain: Self::DEFAULT_DRAIN,
             plugin_hook: Self::DEFAULT_PLUGIN_HOOK,
-            deregister: Self::DEFAULT_DEREGISTER,
         }
     }
 }
@@ -164,11 +192,13 @@ impl Default for ShutdownSettings {
 pub enum LifecycleEnd {
     /// Cancelled by shutdown.
     Cancelled,
-    /// Discovery answered 409: a newer incarnation of this id exists.
-    Superseded(String),
+    /// Discovery refused the cell's first registration (400, 413 or 422):
+    /// the registration itself is wrong; discovery's reason.
+    Refused(String),
 }
 
-/// Registers, then heartbeats until cancelled or superseded.
+/// Registers, then heartbeats until cancelled (or until discovery refuses
+/// the first registration).
 pub async fn run_lifecycle(
     cell: Arc<CellRuntime>,
     settings: LifecycleSettings,
@@ -180,77 +210,261 @@ pub async fn run_lifecycle(
     }
 }
 
+/// How a heartbeat loop ended.
+enum HeartbeatEnd {
+    /// Discovery forgot the cell (404): register again now.
+    Forgotten,
+    /// Another registration took the id: re-claim it, not before this.
+    Reclaim(Instant),
+    /// Too many displacements in a row: stay unregistered.
+    GiveUp,
+}
+
 async fn lifecycle(cell: &CellRuntime, settings: LifecycleSettings) -> LifecycleEnd {
     let mut rng = rand::rngs::StdRng::from_os_rng();
     if !settings.startup_delay.is_zero() {
         tokio::time::sleep(settings.startup_delay).await;
     }
-    let mut last_evolve = Instant::now();
+    let mut contest = Contest::new(settings.contest);
+    let mut first = true;
     loop {
-        register(cell, settings.backoff, &mut rng).await;
+        let lease = match register(cell, settings.backoff, &mut rng, first, &contest).await {
+            Ok(lease) => lease,
+            Err(detail) => return LifecycleEnd::Refused(detail),
+        };
+        first = false;
+        contest.claimed(Instant::now(), lease.ttl);
+        cell.update_registration(|s| {
+            s.status = RegistrationState::Registered;
+            s.incarnation = lease.incarnation;
+            s.detail = match &s.by {
+                Some(by) if s.displacements > 0 => format!(
+                    "registered with discovery; re-claimed the id from {by} \
+                     ({} displacement(s) in a row)",
+                    s.displacements
+                ),
+                _ => "registered with discovery".to_owned(),
+            };
+        });
+        cell.set_lease(Some(lease));
         refresh_mesh(cell).await;
-        // Random initial phase, so replicas started together spread out.
-        let phase_ms = rng.random_range(0..=settings.heartbeat.as_millis() as u64);
-        let mut next = Instant::now() + Duration::from_millis(phase_ms);
-        loop {
-            tokio::time::sleep_until(next).await;
-            next += settings.heartbeat;
-            if next < Instant::now() {
-                next = Instant::now() + settings.heartbeat;
-            }
-            let elapsed = last_evolve.elapsed();
-            last_evolve = Instant::now();
-            match cell.sandbox.evolve(elapsed.as_millis() as u64).await {
-                Ok(level) => cell.set_level(level),
-                Err(error) => {
-                    tracing::warn!(cell_id = %cell.cell_id(), %error, "evolution step failed; sending the last level")
-                }
-            }
-            let lease = cell.lease().unwrap_or_default();
-            match cell
-                .mesh
-                .discovery()
-                .heartbeat(cell.cell_id(), cell.level(), &lease)
-                .await
-            {
-                Ok(peers_count) => {
-                    if let Some(count) = peers_count {
-                        cell.set_peers_count(count);
-                    }
+        match heartbeats(cell, settings, &mut rng, &mut contest).await {
+            HeartbeatEnd::Forgotten => {}
+            HeartbeatEnd::Reclaim(not_before) => tokio::time::sleep_until(not_before).await,
+            HeartbeatEnd::GiveUp => {
+                // Stay up, unregistered; keep the mesh view fresh for sends.
+                loop {
+                    tokio::time::sleep(settings.heartbeat).await;
                     refresh_mesh(cell).await;
-                }
-                Err(DiscoveryError::NotRegistered(detail)) => {
-                    tracing::info!(cell_id = %cell.cell_id(), %detail, "discovery no longer knows this cell; registering again");
-                    cell.set_lease(None);
-                    break;
-                }
-                Err(DiscoveryError::Superseded(detail)) => {
-                    tracing::error!(cell_id = %cell.cell_id(), %detail, "a newer incarnation of this cell id registered with discovery; this host stops");
-                    cell.set_lease(None);
-                    return LifecycleEnd::Superseded(detail);
-                }
-                Err(error) => {
-                    tracing::warn!(cell_id = %cell.cell_id(), %error, "heartbeat failed");
                 }
             }
         }
     }
 }
 
-/// Registers with back-off until discovery accepts, and records the lease.
-async fn register(cell: &CellRuntime, policy: BackoffPolicy, rng: &mut impl Rng) {
-    let discovery = cell.mesh.discovery();
-    let lease: Lease = retry_with_backoff(policy, rng, "registration with discovery", || async {
-        discovery.register(&cell.registration()).await
-    })
-    .await;
-    tracing::info!(
-        cell_id = %cell.cell_id(),
-        discovery = discovery.base_url(),
-        incarnation = ?lease.incarnation,
-        "registered with discovery"
+/// Heartbeats with the last level the plugin reported, until discovery
+/// forgets the cell or another registration takes its id.
+async fn heartbeats(
+    cell: &CellRuntime,
+    settings: LifecycleSettings,
+    rng: &mut impl Rng,
+    contest: &mut Contest,
+) -> HeartbeatEnd {
+    // Random initial phase, so replicas started together spread out.
+    let phase_ms = rng.random_range(0..=settings.heartbeat.as_millis() as u64);
+    let mut next = Instant::now() + Duration::from_millis(phase_ms);
+    loop {
+        tokio::time::sleep_until(next).await;
+        next += settings.heartbeat;
+        if next < Instant::now() {
+            next = Instant::now() + settings.heartbeat;
+        }
+        let lease = cell.lease().unwrap_or_default();
+        let beat = cell
+            .mesh
+            .discovery()
+            .heartbeat(cell.cell_id(), cell.level(), &lease)
+            .await;
+        match beat {
+            Ok(peers_count) => {
+                if let Some(count) = peers_count {
+                    cell.set_peers_count(count);
+                }
+                refresh_mesh(cell).await;
+            }
+            Err(DiscoveryError::NotRegistered(detail)) => {
+                tracing::info!(cell_id = %cell.cell_id(), %detail, "discovery no longer knows this cell; registering again");
+                cell.set_lease(None);
+                cell.update_registration(|s| {
+                    s.status = RegistrationState::Registering;
+                    s.detail = "discovery forgot this cell; registering again".to_owned();
+                });
+                return HeartbeatEnd::Forgotten;
+            }
+            Err(DiscoveryError::Conflict(detail)) => {
+                cell.set_lease(None);
+                return displaced(cell, contest, &detail).await;
+            }
+            Err(error) => {
+                tracing::warn!(cell_id = %cell.cell_id(), %error, "heartbeat failed");
+            }
+        }
+    }
+}
+
+/// Another registration took the id (a heartbeat got 409): counts it,
+/// reports it and decides whether to re-claim.
+async fn displaced(cell: &CellRuntime, contest: &mut Contest, detail: &str) -> HeartbeatEnd {
+    let holder = holder(cell).await;
+    let ours = format!(
+        "{}:{}",
+        cell.identity.advertise_host, cell.identity.advertise_port
     );
-    cell.set_lease(Some(lease));
+    if holder.as_deref() == Some(ours.as_str()) {
+        // Re-registered at our own address (an earlier answer of ours lost
+        // on the way, say): peers still reach us; take it back at once.
+        tracing::info!(cell_id = %cell.cell_id(), "the id was registered again at this cell's own address; registering again");
+        return HeartbeatEnd::Forgotten;
+    }
+    let verdict = contest.displaced(Instant::now());
+    let by = holder
+        .clone()
+        .unwrap_or_else(|| "an unknown address".to_owned());
+    let (in_a_row, total, ttl) = (contest.in_a_row(), contest.total(), contest.ttl());
+    let state = match verdict {
+        Verdict::Reclaim { .. } => RegistrationState::Contested,
+        Verdict::GiveUp => RegistrationState::GivenUp,
+    };
+    cell.update_registration(|s| {
+        s.status = state;
+        s.by = holder.clone();
+        s.displacements = in_a_row;
+        s.displacements_total = total;
+        s.incarnation = None;
+        s.detail = match verdict {
+            Verdict::Reclaim { .. } => format!(
+                "id contested by {by}; re-claiming it at most once per TTL ({} ms)",
+                ttl.as_millis()
+            ),
+            Verdict::GiveUp => format!(
+                "id contested by {by}: displaced {in_a_row} times in a row; no longer re-claiming it \
+                 (restart the host to try again, or give it another id)"
+            ),
+        };
+    });
+    match verdict {
+        Verdict::Reclaim { not_before } => {
+            tracing::warn!(
+                cell_id = %cell.cell_id(),
+                by = %by,
+                displacements = in_a_row,
+                %detail,
+                wait_ms = not_before.saturating_duration_since(Instant::now()).as_millis() as u64,
+                "another registration took this cell's id; re-claiming it"
+            );
+            HeartbeatEnd::Reclaim(not_before)
+        }
+        Verdict::GiveUp => {
+            tracing::error!(
+                cell_id = %cell.cell_id(),
+                by = %by,
+                displacements = in_a_row,
+                "id contested by {by}: displaced {in_a_row} times in a row; staying up unregistered \
+                 until restarted"
+            );
+            HeartbeatEnd::GiveUp
+        }
+    }
+}
+
+/// `HOST:PORT` of the registration now holding this cell's id, if
+/// discovery says (`GET /peers/{id}`, else the listing).
+async fn holder(cell: &CellRuntime) -> Option<String> {
+    let discovery = cell.mesh.discovery();
+    let peer = match discovery.peer(cell.cell_id()).await {
+        Ok(Some(peer)) => Some(peer),
+        Ok(None) | Err(_) => discovery
+            .peers()
+            .await
+            .ok()
+            .and_then(|peers| peers.into_iter().find(|p| p.cell_id == cell.cell_id())),
+    }?;
+    Some(if peer.ip.contains(':') {
+        format!("[{}]:{}", peer.ip, peer.port)
+    } else {
+        format!("{}:{}", peer.ip, peer.port)
+    })
+}
+
+/// Registers with back-off until discovery accepts, presenting the
+/// previous lease's secret (if any). On a 409 (the id is held under another
+/// secret) it reports the holder and keeps trying. On a refusal of the
+/// request itself it gives up when `first` (the host then ends at start),
+/// and otherwise keeps trying at the capped back-off.
+async fn register(
+    cell: &CellRuntime,
+    policy: BackoffPolicy,
+    rng: &mut impl Rng,
+    first: bool,
+    contest: &Contest,
+) -> Result<Lease, String> {
+    let discovery = cell.mesh.discovery();
+    let previous = cell.lease();
+    let mut attempt: u32 = 0;
+    loop {
+        let registration = cell.registration();
+        let error = match discovery
+            .register_presenting(&registration, previous.as_ref())
+            .await
+        {
+            Ok(lease) => {
+                tracing::info!(
+                    cell_id = %cell.cell_id(),
+                    discovery = discovery.base_url(),
+                    incarnation = ?lease.incarnation,
+                    "registered with discovery"
+                );
+                return Ok(lease);
+            }
+            Err(error) => error,
+        };
+        match &error {
+            DiscoveryError::Refused { detail, .. } if first => {
+                tracing::error!(cell_id = %cell.cell_id(), %detail, "discovery refuses this cell's registration");
+                return Err(detail.clone());
+            }
+            DiscoveryError::Refused { .. } => {
+                tracing::error!(cell_id = %cell.cell_id(), %error, "discovery refuses this cell's registration");
+                attempt = attempt.max(31);
+            }
+            DiscoveryError::Conflict(_) => {
+                let holder = holder(cell).await;
+                let by = holder
+                    .clone()
+                    .unwrap_or_else(|| "an unknown address".to_owned());
+                let in_a_row = contest.in_a_row();
+                cell.update_registration(|s| {
+                    s.status = RegistrationState::Contested;
+                    s.by = holder.clone();
+                    s.displacements = in_a_row;
+                    s.detail = format!(
+                        "id contested by {by}: discovery holds it under another secret until that \
+                         registration expires; retrying"
+                    );
+                });
+            }
+            _ => cell.update_registration(|s| {
+                if s.status != RegistrationState::Contested {
+                    s.status = RegistrationState::Registering;
+                    s.detail = format!("registering with discovery: {error}");
+                }
+            }),
+        }
+        let wait = policy.delay(attempt, rng);
+        attempt = attempt.saturating_add(1);
+        log_retry(policy, "registration with discovery", attempt, &error, wait);
+        tokio::time::sleep(wait).await;
+    }
 }
 
 /// Refreshes the mesh view; failures are logged (the old view stays).

@@ -1,6 +1,7 @@
 //! `cell-host`: parses arguments, starts tracing and calls the library:
-//! a cell run (binds the listener and serves until SIGTERM or Ctrl-C) or
-//! `cell-host conformance PLUGIN.wasm` (checks a plugin and exits 0, 1 or 2).
+//! a cell run (binds the listener and serves until SIGTERM or Ctrl-C; a
+//! second one exits at once, status 130) or `cell-host conformance
+//! PLUGIN.wasm` (checks a plugin and exits 0, 1 or 2).
 
 use std::process::ExitCode;
 
@@ -42,13 +43,29 @@ fn run_cell(args: Args) -> ExitCode {
         Ok(runtime) => runtime,
         Err(_) => return ExitCode::FAILURE,
     };
-    match runtime.block_on(serve(args)) {
-        Ok(()) => ExitCode::SUCCESS,
+    let outcome = runtime.block_on(serve(args));
+    // A forced exit must not wait for tasks still running (a call stuck in
+    // the plugin, a deregistration in flight).
+    runtime.shutdown_background();
+    match outcome {
+        Ok(Stopped::Cleanly) => ExitCode::SUCCESS,
+        Ok(Stopped::Forced) => {
+            eprintln!("cell-host: second signal: exiting at once, without finishing the shutdown");
+            ExitCode::from(130)
+        }
         Err(error) => {
             eprintln!("cell-host: {error:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// How a cell run ended.
+enum Stopped {
+    /// The shutdown ran to its end.
+    Cleanly,
+    /// A second signal cut it short.
+    Forced,
 }
 
 /// Exit 0 when every required check passed, 1 when one failed, 2 when the
@@ -71,41 +88,86 @@ fn conformance(args: ConformanceArgs) -> ExitCode {
     }
 }
 
-async fn serve(args: Args) -> anyhow::Result<()> {
+async fn serve(args: Args) -> anyhow::Result<Stopped> {
     // Through `Error` so that the message starts "invalid configuration:".
     let config = HostConfig::try_from(args).map_err(cell_host::Error::from)?;
     let addr = config.listen;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    cell_host::run(config, listener, shutdown_signal()).await?;
-    Ok(())
+    // Handlers installed before serving, so no signal is lost.
+    let mut signals = Signals::install();
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
+    let first = async move {
+        let _ = first_rx.await;
+    };
+    let run = cell_host::run(config, listener, first);
+    tokio::pin!(run);
+    tokio::select! {
+        outcome = &mut run => return outcome.map(|()| Stopped::Cleanly).map_err(Into::into),
+        () = signals.next() => {}
+    }
+    let _ = first_tx.send(());
+    tokio::select! {
+        outcome = run => outcome.map(|()| Stopped::Cleanly).map_err(Into::into),
+        () = signals.next() => Ok(Stopped::Forced),
+    }
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot listen for Ctrl-C");
+/// SIGTERM and Ctrl-C (SIGINT), listened for from creation on.
+struct Signals {
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    #[cfg(unix)]
+    fn install() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        let listen = |kind: SignalKind, name: &str| match signal(kind) {
+            Ok(signal) => Some(signal),
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for {name}");
+                None
+            }
+        };
+        Self {
+            terminate: listen(SignalKind::terminate(), "SIGTERM"),
+            interrupt: listen(SignalKind::interrupt(), "Ctrl-C"),
+        }
+    }
+
+    #[cfg(not(unix))]
+    fn install() -> Self {
+        Self {}
+    }
+
+    /// Resolves at the next SIGTERM or Ctrl-C.
+    #[cfg(unix)]
+    async fn next(&mut self) {
+        async fn recv(signal: &mut Option<tokio::signal::unix::Signal>) {
+            match signal {
+                Some(signal) => {
+                    if signal.recv().await.is_none() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+        tokio::select! {
+            () = recv(&mut self.terminate) => {}
+            () = recv(&mut self.interrupt) => {}
+        }
+    }
+
+    /// Resolves at the next Ctrl-C.
+    #[cfg(not(unix))]
+    async fn next(&mut self) {
+        if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
     }
 }

@@ -4,16 +4,23 @@
 //! background after each heartbeat, so a plugin's `mesh-peers` never waits
 //! on the network), the peers registered by hand through `/register_peer`
 //! (alpha's list), and delivers messages: the `send-message` import and
-//! `POST /send` both call [`Mesh::deliver`].
+//! `POST /send` both call [`Mesh::deliver`], which reaches **discovery's
+//! ids only**; hand-kept peers are reached only through `/send_to_peer`
+//! ([`Mesh::send_to_hand_kept`]), so a `/register_peer` entry never shadows
+//! a cell discovery lists. Every request leaves through the
+//! [`PeerClient`] (no redirects, addresses checked against the policy).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
+use reqwest::{StatusCode, Url};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::discovery_client::{DiscoveryClient, DiscoveryError, PeerInfo, peer_base_url};
+use crate::discovery_client::{DiscoveryClient, DiscoveryError, PeerInfo};
+use crate::egress::{self, EgressError, PeerClient, SendFailure};
+use crate::mesh_view::MeshView;
 use crate::plugin::bindings::{Delivery, Message, Peer, SendError};
 use crate::plugin::{HostServices, SendFuture};
 
@@ -21,6 +28,12 @@ use crate::plugin::{HostServices, SendFuture};
 pub const MAX_SEND_BYTES: usize = 64 * 1024;
 /// Most peers kept by hand through `/register_peer`.
 pub const MAX_MANUAL_PEERS: usize = 1_024;
+/// Timeout of one `/send_to_peer` request (the original's 10 s).
+pub const SEND_TO_PEER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest peer answer read (a `/send` receipt), in bytes.
+pub const MAX_PEER_ANSWER_BYTES: usize = 64 * 1024;
+/// `type` of a `/send_to_peer` message that names none (the original's).
+pub const FORWARDED_MESSAGE_TYPE: &str = "forwarded";
 
 /// Kind of a message that names none.
 pub const DEFAULT_MESSAGE_TYPE: &str = "text";
@@ -36,92 +49,146 @@ fn or_default(value: String, default: &str) -> String {
     }
 }
 
-/// A peer registered by hand (`POST /register_peer`).
+/// A peer registered by hand (`POST /register_peer`), as the original
+/// alpha kept it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ManualPeer {
     /// Its id.
     pub cell_id: String,
-    /// Base URL of its API.
+    /// Base URL of its API, as given (without a trailing `/`).
     pub endpoint: String,
-    /// Its identity, if given.
-    pub identity: Option<String>,
+    /// The same, checked ([`egress::endpoint_url`]).
+    #[serde(skip)]
+    pub url: Url,
+    /// Its identity (the original's default: `Cell ID`).
+    pub identity: String,
     /// When it was registered, UTC ISO-8601.
     pub registered_at: String,
+    /// When `/send_to_peer` last got an answer from it.
+    pub last_contact: Option<String>,
 }
 
-/// Where a peer is reached and who said so.
+/// A peer discovery lists, as [`Mesh::deliver`] reaches it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResolvedPeer {
-    /// Base URL of its API.
-    pub endpoint: String,
-    /// `manual` (registered by hand) or `mesh` (discovery).
-    pub source: &'static str,
+    /// Its id.
+    pub cell_id: String,
+    /// The listed `ip` (not trusted: see [`ResolvedPeer::url`]).
+    pub ip: String,
+    /// The listed port.
+    pub port: u16,
 }
 
-/// A message as a cell posts it to a peer's `POST /message`.
+impl ResolvedPeer {
+    fn listed(peer: &PeerInfo) -> Self {
+        Self {
+            cell_id: peer.cell_id.clone(),
+            ip: peer.ip.clone(),
+            port: peer.port,
+        }
+    }
+
+    /// Its base URL, refused when the listed address is not an address.
+    pub fn url(&self) -> Result<Url, EgressError> {
+        egress::listed_peer_url(&self.cell_id, &self.ip, self.port)
+    }
+}
+
+/// A message as a cell posts it to a peer's `POST /message` (`/send` and
+/// `send-message`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OutgoingMessage {
     /// This cell's id.
     pub from_cell: String,
     /// Content.
     pub content: String,
-    /// Kind (`text` by default).
+    /// Kind.
     pub message_type: String,
-    /// Priority; left out by `/send_to_peer`, which sends the original
-    /// alpha's three fields only.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub priority: Option<String>,
-    /// Metadata (any JSON); left out by `/send_to_peer`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<Value>,
+    /// Priority.
+    pub priority: String,
+    /// Metadata (any JSON).
+    pub metadata: Value,
 }
 
-/// A peer's answer to a delivered message.
-#[derive(Debug, Clone)]
+/// A message as `/send_to_peer` posts it: the original alpha's body.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ForwardedMessage {
+    /// This cell's id.
+    pub from_cell: String,
+    /// The `message` given, passed on as it was sent.
+    pub content: Value,
+    /// The `type` given, [`FORWARDED_MESSAGE_TYPE`] by default.
+    #[serde(rename = "type")]
+    pub message_type: String,
+    /// `{"original_sender": this cell's identity}`.
+    pub metadata: Value,
+}
+
+/// A peer's receipt for a delivered message.
+#[derive(Debug, Clone, PartialEq)]
 pub struct PeerAnswer {
     /// Id the receiver gave the message (0 when it gave none).
     pub message_id: u64,
-    /// Its JSON answer, as it sent it (another cell's format, passed on).
-    pub body: Value,
 }
 
-/// Why a peer did not take a message.
+/// Why a peer did not take a message. The texts never carry a peer's
+/// answer body.
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
+    /// Its address is refused (invalid, or outside the policy); nothing
+    /// was sent.
+    #[error(transparent)]
+    Egress(#[from] EgressError),
     /// No answer (connection refused, timeout...).
-    #[error("cannot reach {url}: {error}")]
+    #[error("cannot reach {url}: {detail}")]
     Unreachable {
         /// The URL called.
         url: String,
         /// The transport failure.
-        error: reqwest::Error,
+        detail: String,
     },
-    /// An answer whose body is not JSON.
-    #[error("{url} answered {status} with an unreadable body: {error}")]
+    /// A 2xx answer that is not a JSON receipt.
+    #[error("{url} answered {status} with an unreadable receipt: {detail}")]
     Unreadable {
         /// The URL called.
         url: String,
         /// The status it answered.
-        status: reqwest::StatusCode,
+        status: StatusCode,
         /// Why the body could not be read.
-        error: reqwest::Error,
+        detail: String,
     },
-    /// A non-2xx answer.
-    #[error("{url} answered {status}: {detail}")]
+    /// A non-2xx answer (a redirect included: none is followed). Its body
+    /// is not passed on: the receiver logs its own refusals.
+    #[error("{url} answered {status}")]
     Refused {
         /// The URL called.
         url: String,
         /// The status it answered.
-        status: reqwest::StatusCode,
-        /// Its `detail`, or its whole body when it has none.
-        detail: Value,
+        status: StatusCode,
     },
 }
 
-#[derive(Debug, Default)]
-struct MeshView {
-    peers: Vec<PeerInfo>,
-    refreshed: Option<Instant>,
+impl PeerError {
+    fn from_failure(url: &Url, failure: SendFailure) -> Self {
+        match failure {
+            SendFailure::Egress(error) => PeerError::Egress(error),
+            SendFailure::Transport(detail) => PeerError::Unreachable {
+                url: url.to_string(),
+                detail,
+            },
+        }
+    }
+}
+
+/// Why `/send_to_peer` did not deliver.
+#[derive(Debug, thiserror::Error)]
+pub enum HandKeptError {
+    /// No hand-kept peer has that id.
+    #[error("Peer ID not registered")]
+    NotRegistered,
+    /// The peer could not be reached.
+    #[error(transparent)]
+    Peer(#[from] PeerError),
 }
 
 /// The cell's view of the mesh, its hand-kept peers and message delivery.
@@ -130,22 +197,41 @@ pub struct Mesh {
     /// Set once the manifest is read (the id may come from it).
     self_id: OnceLock<String>,
     discovery: DiscoveryClient,
-    http: reqwest::Client,
-    view: RwLock<MeshView>,
+    peers: PeerClient,
+    view: MeshView,
     manual: Mutex<BTreeMap<String, ManualPeer>>,
+    register_peer: bool,
 }
 
 impl Mesh {
-    /// A mesh view using `discovery` and `http`; the cell id is set later
-    /// with [`Mesh::set_self_id`].
-    pub fn new(discovery: DiscoveryClient, http: reqwest::Client) -> Self {
+    /// A mesh view using `discovery`, calling peers with `peers`;
+    /// `/register_peer` on. The cell id is set later with
+    /// [`Mesh::set_self_id`].
+    pub fn new(discovery: DiscoveryClient, peers: PeerClient) -> Self {
         Self {
             self_id: OnceLock::new(),
             discovery,
-            http,
-            view: RwLock::new(MeshView::default()),
+            peers,
+            view: MeshView::default(),
             manual: Mutex::new(BTreeMap::new()),
+            register_peer: true,
         }
+    }
+
+    /// Turns `/register_peer` on or off (`--no-register-peer`).
+    pub fn with_register_peer(mut self, enabled: bool) -> Self {
+        self.register_peer = enabled;
+        self
+    }
+
+    /// Whether `/register_peer` is on.
+    pub fn register_peer_enabled(&self) -> bool {
+        self.register_peer
+    }
+
+    /// The client peers are called with (and its policy).
+    pub fn peer_client(&self) -> &PeerClient {
+        &self.peers
     }
 
     /// This cell's id (empty until set).
@@ -163,38 +249,25 @@ impl Mesh {
         &self.discovery
     }
 
-    /// Refreshes the cached view with `GET /peers`.
+    /// Refreshes the cached view with a conditional `GET /peers` (see
+    /// [`MeshView`]).
     pub async fn refresh(&self) -> Result<usize, DiscoveryError> {
-        let peers: Vec<PeerInfo> = self
-            .discovery
-            .peers()
-            .await?
-            .into_iter()
-            .filter(|p| p.cell_id != self.self_id())
-            .collect();
-        let count = peers.len();
-        let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
-        view.peers = peers;
-        view.refreshed = Some(Instant::now());
-        Ok(count)
+        self.view.refresh(&self.discovery, self.self_id()).await
+    }
+
+    /// The cached view of discovery's listing.
+    pub fn view(&self) -> &MeshView {
+        &self.view
     }
 
     /// The peers discovery last listed, without this cell.
     pub fn mesh_peers(&self) -> Vec<PeerInfo> {
-        self.view
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .peers
-            .clone()
+        self.view.peers()
     }
 
     /// How long ago the view was refreshed.
     pub fn view_age(&self) -> Option<Duration> {
-        self.view
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .refreshed
-            .map(|t| t.elapsed())
+        self.view.age()
     }
 
     /// Adds or replaces a hand-kept peer; `false` when the list is full.
@@ -207,7 +280,7 @@ impl Mesh {
         true
     }
 
-    /// The hand-kept peers.
+    /// The hand-kept peers, by id.
     pub fn manual_peers(&self) -> Vec<ManualPeer> {
         self.manual
             .lock()
@@ -217,74 +290,106 @@ impl Mesh {
             .collect()
     }
 
-    /// Finds a peer in the hand-kept list, then in the cached view.
-    pub fn resolve_cached(&self, cell_id: &str) -> Option<ResolvedPeer> {
-        if let Some(peer) = self
-            .manual
+    /// The hand-kept peer `cell_id`.
+    pub fn manual_peer(&self, cell_id: &str) -> Option<ManualPeer> {
+        self.manual
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(cell_id)
-        {
-            return Some(ResolvedPeer {
-                endpoint: peer.endpoint.trim_end_matches('/').to_owned(),
-                source: "manual",
-            });
-        }
-        let view = self.view.read().unwrap_or_else(|p| p.into_inner());
-        view.peers
-            .iter()
-            .find(|p| p.cell_id == cell_id)
-            .map(|p| ResolvedPeer {
-                endpoint: peer_base_url(p),
-                source: "mesh",
-            })
+            .cloned()
     }
 
-    /// Finds a peer; when it is not known, asks discovery once.
+    /// Finds a peer in the cached view of discovery's listing (never in the
+    /// hand-kept list: a hand-kept entry must not shadow a listed id).
+    pub fn resolve_cached(&self, cell_id: &str) -> Option<ResolvedPeer> {
+        self.view.find(cell_id).as_ref().map(ResolvedPeer::listed)
+    }
+
+    /// Finds a peer; when it is not known, asks discovery, at most once a
+    /// second for all misses together ([`MeshView::refresh_for_miss`]).
     pub async fn resolve(&self, cell_id: &str) -> Option<ResolvedPeer> {
         if let Some(found) = self.resolve_cached(cell_id) {
             return Some(found);
         }
-        if let Err(error) = self.refresh().await {
+        if let Err(error) = self
+            .view
+            .refresh_for_miss(&self.discovery, self.self_id())
+            .await
+        {
             tracing::debug!(%error, "cannot refresh the mesh view while resolving {cell_id}");
         }
         self.resolve_cached(cell_id)
     }
 
-    /// Posts `message` to `{endpoint}/message` and reads the receipt.
+    /// Posts `message` to `base` + `/message` and reads the receipt (at
+    /// most [`MAX_PEER_ANSWER_BYTES`]).
     pub async fn post_message(
         &self,
-        endpoint: &str,
+        base: &Url,
         message: &OutgoingMessage,
     ) -> Result<PeerAnswer, PeerError> {
-        let url = format!("{endpoint}/message");
-        let response = match self.http.post(&url).json(message).send().await {
-            Ok(response) => response,
-            Err(error) => return Err(PeerError::Unreachable { url, error }),
-        };
+        let url = egress::message_url(base);
+        let response = self
+            .peers
+            .post_json(url.clone(), message, None)
+            .await
+            .map_err(|failure| PeerError::from_failure(&url, failure))?;
         let status = response.status();
-        let body: Value = match response.json().await {
-            Ok(body) => body,
-            Err(error) => return Err(PeerError::Unreadable { url, status, error }),
-        };
         if !status.is_success() {
-            let detail = body.get("detail").cloned().unwrap_or(body);
             return Err(PeerError::Refused {
-                url,
+                url: url.to_string(),
                 status,
-                detail,
             });
         }
+        let body = read_capped(response, MAX_PEER_ANSWER_BYTES).await;
+        let unreadable = |detail: String| PeerError::Unreadable {
+            url: url.to_string(),
+            status,
+            detail,
+        };
+        let body: Value = serde_json::from_slice(&body.map_err(unreadable)?)
+            .map_err(|e| unreadable(format!("not JSON: {e}")))?;
         Ok(PeerAnswer {
             message_id: body.get("message_id").and_then(Value::as_u64).unwrap_or(0),
-            body,
         })
     }
 
-    /// Delivers a message to cell `to_cell`, found through the hand-kept
-    /// list or discovery. `msg.from_cell` is overwritten with this cell's id.
-    /// Refuses a send to this cell (its instance is busy sending) and a
-    /// content larger than [`MAX_SEND_BYTES`].
+    /// `/send_to_peer`: posts `message` to the hand-kept peer `peer_id`
+    /// (timeout [`SEND_TO_PEER_TIMEOUT`]), sets its `last_contact` to
+    /// `now()` when it answers, and returns its status only: the answer
+    /// body is never read.
+    pub async fn send_to_hand_kept(
+        &self,
+        peer_id: &str,
+        message: &ForwardedMessage,
+        now: fn() -> String,
+    ) -> Result<StatusCode, HandKeptError> {
+        let peer = self
+            .manual_peer(peer_id)
+            .ok_or(HandKeptError::NotRegistered)?;
+        let url = egress::message_url(&peer.url);
+        let response = self
+            .peers
+            .post_json(url.clone(), message, Some(SEND_TO_PEER_TIMEOUT))
+            .await
+            .map_err(|failure| PeerError::from_failure(&url, failure))?;
+        let now = now();
+        if let Some(kept) = self
+            .manual
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(peer_id)
+        {
+            kept.last_contact = Some(now);
+        }
+        Ok(response.status())
+    }
+
+    /// Delivers a message to cell `to_cell`, found through discovery only
+    /// (hand-kept peers are reached through `/send_to_peer`).
+    /// `msg.from_cell` is overwritten with this cell's id. Refuses a send
+    /// to this cell (its instance is busy sending), a content larger than
+    /// [`MAX_SEND_BYTES`], and a listed address that is not an address.
     pub async fn deliver(&self, to_cell: &str, msg: Message) -> Result<Delivery, SendError> {
         if to_cell == self.self_id() {
             return Err(SendError::Refused(format!(
@@ -306,11 +411,14 @@ impl Mesh {
             from_cell: self.self_id().to_owned(),
             content: msg.content,
             message_type: or_default(msg.message_type, DEFAULT_MESSAGE_TYPE),
-            priority: Some(or_default(msg.priority, DEFAULT_PRIORITY)),
-            metadata: Some(metadata),
+            priority: or_default(msg.priority, DEFAULT_PRIORITY),
+            metadata,
         };
+        let base = peer
+            .url()
+            .map_err(|e| SendError::Unreachable(e.to_string()))?;
         let answer = self
-            .post_message(&peer.endpoint, &message)
+            .post_message(&base, &message)
             .await
             .map_err(|e| SendError::Unreachable(e.to_string()))?;
         Ok(Delivery {
@@ -318,6 +426,18 @@ impl Mesh {
             to_cell: to_cell.to_owned(),
         })
     }
+}
+
+/// At most `limit` bytes of `response`'s body (the rest is not read).
+async fn read_capped(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > limit {
+            return Err(format!("the answer exceeds {limit} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// [`HostServices`] of a cell on the mesh.

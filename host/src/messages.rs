@@ -12,23 +12,26 @@ pub const MESSAGES_KEPT: usize = 100;
 /// Sync records kept, as the original alpha did.
 pub const SYNCS_KEPT: usize = 50;
 
-/// A received message as `/messages` lists it.
+/// A received message as `/messages` lists it: the original's record
+/// (`from_cell`, `content`, `message_type`, `priority`, `metadata`,
+/// `received_at`) plus `message_id` and `reply`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StoredMessage {
-    /// Id given at reception (1, 2, ...).
+    /// Id given at reception (1, 2, ...): unique and increasing, unlike the
+    /// original's (the count of stored messages).
     pub message_id: u64,
     /// Sender.
     pub from_cell: String,
     /// Content.
     pub content: String,
-    /// Kind (`text` by default).
+    /// Kind (`general` by default, as the original).
     pub message_type: String,
     /// Priority (`normal` by default).
     pub priority: String,
-    /// Metadata as received.
+    /// Metadata as received (`{}` when none was sent).
     pub metadata: Value,
     /// Reception time, UTC ISO-8601.
-    pub timestamp: String,
+    pub received_at: String,
     /// The plugin's reply, if it gave one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reply: Option<MessageReply>,
@@ -75,19 +78,21 @@ impl MessageStore {
     }
 
     /// The last `limit` messages (oldest first), optionally from one sender,
-    /// and how many are kept in all.
+    /// and how many kept messages match the filter (the original's `total`).
     pub fn recent(&self, limit: usize, from_cell: Option<&str>) -> (Vec<StoredMessage>, usize) {
         let inner = self.lock();
-        let mut selected: Vec<StoredMessage> = inner
-            .kept
-            .iter()
-            .rev()
-            .filter(|m| from_cell.is_none_or(|f| m.from_cell == f))
-            .take(limit)
+        let matching = || {
+            inner
+                .kept
+                .iter()
+                .filter(|m| from_cell.is_none_or(|f| m.from_cell == f))
+        };
+        let total = matching().count();
+        let selected: Vec<StoredMessage> = matching()
+            .skip(total.saturating_sub(limit))
             .cloned()
             .collect();
-        selected.reverse();
-        (selected, inner.kept.len())
+        (selected, total)
     }
 
     /// Messages kept now.
@@ -110,13 +115,14 @@ impl MessageStore {
     }
 }
 
-/// One sync with a peer.
+/// One sync with a peer: the original alpha's record (`peer_id`, `level`,
+/// `timestamp`) plus ours.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SyncRecord {
-    /// The peer.
-    pub from_cell: String,
+    /// The peer (`unknown` when it did not say, as the original).
+    pub peer_id: String,
     /// Its level.
-    pub their_level: f64,
+    pub level: f64,
     /// Ours after the sync.
     pub our_level: f64,
     /// Absolute difference.
@@ -134,7 +140,7 @@ pub struct SyncLog {
 impl SyncLog {
     /// Records a sync.
     pub fn push(&self, record: SyncRecord) {
-        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        let mut kept = self.lock();
         if kept.len() == SYNCS_KEPT {
             kept.pop_front();
         }
@@ -143,8 +149,21 @@ impl SyncLog {
 
     /// Time of the last sync.
     pub fn last_timestamp(&self) -> Option<String> {
-        let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        kept.back().map(|r| r.timestamp.clone())
+        self.lock().back().map(|r| r.timestamp.clone())
+    }
+
+    /// Syncs kept now (alpha's `aios_cell_sync_count`).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether none are kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<SyncRecord>> {
+        self.kept.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -157,10 +176,10 @@ mod tests {
             message_id: store.next_id(),
             from_cell: from.into(),
             content: "c".into(),
-            message_type: "text".into(),
+            message_type: "general".into(),
             priority: "normal".into(),
-            metadata: Value::Null,
-            timestamp: String::new(),
+            metadata: Value::Object(Default::default()),
+            received_at: String::new(),
             reply: None,
         }
     }
@@ -183,5 +202,35 @@ mod tests {
             from_a.iter().map(|m| m.message_id).collect::<Vec<_>>(),
             vec![145, 147, 149]
         );
+    }
+
+    #[test]
+    fn total_counts_the_messages_that_match_the_filter() {
+        let store = MessageStore::default();
+        for from in ["a", "b", "a", "a", "b"] {
+            let m = message(&store, from);
+            store.push(m);
+        }
+        assert_eq!(store.recent(2, Some("a")).1, 3);
+        assert_eq!(store.recent(2, Some("a")).0.len(), 2);
+        assert_eq!(store.recent(20, Some("nobody")), (Vec::new(), 0));
+        assert_eq!(store.recent(0, None).1, 5);
+    }
+
+    #[test]
+    fn the_sync_log_keeps_the_last_fifty() {
+        let log = SyncLog::default();
+        assert!(log.is_empty() && log.last_timestamp().is_none());
+        for i in 0..60 {
+            log.push(SyncRecord {
+                peer_id: "p".into(),
+                level: 1.0,
+                our_level: 1.0,
+                delta: 0.0,
+                timestamp: i.to_string(),
+            });
+        }
+        assert_eq!(log.len(), SYNCS_KEPT);
+        assert_eq!(log.last_timestamp().as_deref(), Some("59"));
     }
 }

@@ -54,6 +54,12 @@ const GUESTS: &[Guest] = &[
         "A cell whose `handle-message`, `sync` and `invoke` allocate without bound.",
     ),
     Guest::fixture(
+        "sleep",
+        "FIXTURE_SLEEP_WASM",
+        Recipe::CrateWithFeature(MISBEHAVING, "sleep"),
+        "A cell whose `handle-message`, `sync` and `invoke` sleep 60 s (wasi:clocks + wasi:io/poll).",
+    ),
+    Guest::fixture(
         "bad-manifest",
         "FIXTURE_BAD_MANIFEST_WASM",
         Recipe::CrateWithFeature(MISBEHAVING, "bad-manifest"),

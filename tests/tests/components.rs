@@ -1,7 +1,7 @@
 #![allow(missing_docs)] // wasmtime::component::bindgen! output is undocumented
 //! The pure and alpha components, instantiated in wasmtime straight from the
 //! WIT contract and checked field by field against the original cells
-//! (../shared/seed-api.md). Independent of `cell-host` on purpose: this
+//! (docs/contract.md). Independent of `cell-host` on purpose: this
 //! guards the components and the contract, not the host's use of them.
 
 use std::collections::HashMap;
@@ -187,7 +187,8 @@ fn pure_manifest_matches_the_seed() -> Result<()> {
     let m = pure.manifest();
     assert_eq!(m.cell_id, "pure");
     assert_eq!(m.cell_type, "pure_cell");
-    assert_eq!(m.branch, "main");
+    // The original pure cell's `AIOS_BRANCH` defaulted to "pure".
+    assert_eq!(m.branch, "pure");
     assert_eq!(m.health_status, "pure_consciousness");
     assert_eq!(m.consciousness_level, 0.1);
     let names: Vec<_> = m.capabilities.iter().map(|c| c.name.as_str()).collect();

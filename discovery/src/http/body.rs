@@ -1,21 +1,20 @@
-//! Request bodies read up to the configured limit (413 beyond, in the app's JSON error shape).
+//! Request bodies read up to the configured limit (413 beyond, in the app's JSON error shape),
+//! and the answers to a registration over its byte budget.
 
 use axum::body::{Body, Bytes, HttpBody};
-use axum::extract::{FromRequest, Request};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tracing::debug;
 
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::validate::RegistrationError;
 
-/// A request body read up to the configured limit (413 beyond, JSON error).
-pub struct LimitedBody(pub Bytes);
-
-impl FromRequest<AppState> for LimitedBody {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        read_body(req.into_body(), state).await.map(Self)
+impl From<RegistrationError> for ApiError {
+    fn from(e: RegistrationError) -> Self {
+        match e {
+            RegistrationError::Invalid(errors) => Self::Validation(errors),
+            RegistrationError::TooLarge { budget } => Self::PayloadTooLarge(budget),
+        }
     }
 }
 

@@ -7,10 +7,10 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use cellmesh_wire::{DeregisterAnswer, RegisterAnswer};
 use tokio::time::Instant;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
-use super::auth::{authority, check_token, registry_error};
-use super::body::{LimitedBody, read_body};
+use super::auth::{authority, claim, registry_error};
+use super::body::read_body;
 use super::json::json_response;
 use super::query::{incarnation, path_id};
 use crate::clock::unix_micros_now;
@@ -20,19 +20,40 @@ use crate::state::AppState;
 use crate::validate;
 
 /// `POST /register`.
-pub async fn register(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    LimitedBody(body): LimitedBody,
-) -> Result<Response, ApiError> {
-    check_token(&state, &headers)?;
-    let info = validate::cell_info(&body)?;
+///
+/// The bearer token is checked before a byte of the body is read. With security on, a live
+/// registration is only replaced by its own `X-Cell-Secret` or the admin token (409
+/// otherwise); in the open mode a takeover is allowed but logged at warn (see
+/// [`crate::registry::lease`]).
+pub async fn register(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    let claim = claim(&state, &parts.headers)?;
+    let body = read_body(body, &state).await?;
+    let info = validate::registration(&body, state.config().registration_max_bytes)?;
     let secret: [u8; SECRET_LEN] = rand::random();
     let now = Instant::now();
     let result = state
         .registry()
-        .register(&info, secret, now, unix_micros_now());
-    let reg = result.map_err(|e| registry_error(e, "Peer not found", &info.cell_id))?;
+        .register(&info, secret, claim, now, unix_micros_now());
+    let reg = result.map_err(|e| {
+        if let crate::registry::RegistryError::Held { .. } = e {
+            // Counted in `discovery_takeovers_refused_total`; debug, so that refusals cannot
+            // flood the log.
+            debug!(cell_id = %info.cell_id, ip = %info.ip, port = info.port,
+                  "registration refused: the id is held by a live registration under another secret");
+        }
+        registry_error(e, "Peer not found", &info.cell_id)
+    })?;
+    if let Some(t) = &reg.takeover {
+        warn!(
+            cell_id = %info.cell_id,
+            from = %t.from,
+            to = %t.to,
+            incarnation = reg.incarnation,
+            replaced_incarnation = t.replaced_incarnation,
+            "takeover: a live cell id was moved to another address without its secret"
+        );
+    }
     info!(
         cell_id = %info.cell_id,
         incarnation = reg.incarnation,

@@ -3,12 +3,16 @@
 //! # Modules
 //!
 //! - [`membership`]: register, heartbeat, deregister (the calls that change the registry);
-//! - [`peers`]: `GET /peers` (filters, weak ETag) and `GET /peers/{id}`;
-//! - [`watch`]: `GET /peers/watch`, the SSE stream of registry changes;
+//! - [`peers`]: `GET /peers` (filters, weak ETag; answers shared, rendered at once or streamed
+//!   in batches, see its docs) and `GET /peers/{id}`;
+//! - [`watch`]: `GET /peers/watch`, the SSE stream of registry changes (capped, snapshots
+//!   streamed from the shared view);
 //! - [`status`]: `/health`, `/readyz`, `/metrics` and the fallbacks;
-//! - [`auth`]: bearer tokens and per-cell secrets; [`body`]: bounded body reading;
+//! - [`auth`]: bearer tokens and per-cell secrets; [`body`]: bounded body reading and the
+//!   answers to a registration over its byte budget;
 //! - [`query`]: query strings, filters, incarnations and path ids;
-//! - [`json`]: JSON answers from bytes rendered by hand (the hot paths);
+//! - [`json`]: JSON answers from bytes rendered by hand (the hot paths), refusals with
+//!   `Retry-After`;
 //! - [`track`]: the per-request layer (span, timeout, latency histogram, refusal counters).
 //!
 //! Header names come from [`cellmesh_wire::headers`].

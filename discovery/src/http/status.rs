@@ -1,6 +1,7 @@
 //! Health and observability: `/health`, `/readyz`, Prometheus `/metrics`, and the 404/405
 //! fallbacks.
 
+use std::sync::OnceLock;
 use std::sync::atomic::Ordering;
 
 use axum::Json;
@@ -16,14 +17,48 @@ use crate::metrics::metric;
 use crate::registry_handle::RegistryGauges;
 use crate::state::AppState;
 
-/// `GET /health`.
+/// Discovery's `branch` on `/health` (the original described itself as a cell).
+pub const HEALTH_BRANCH: &str = "main";
+/// Discovery's `consciousness_level` on `/health`.
+pub const HEALTH_LEVEL: f64 = 0.0;
+/// Discovery's `type` on `/health`.
+pub const HEALTH_TYPE: &str = "discovery";
+/// Discovery's `services` on `/health`.
+pub const HEALTH_SERVICES: [&str; 1] = ["discovery"];
+
+/// This machine's host name (as the original's `hostname`, from `HOSTNAME`): the `HOSTNAME`
+/// environment variable, else the kernel's (`/proc/sys/kernel/hostname`, `/etc/hostname`),
+/// else `""`. Read once.
+pub fn hostname() -> &'static str {
+    static NAME: OnceLock<String> = OnceLock::new();
+    NAME.get_or_init(|| {
+        let from_env = std::env::var("HOSTNAME").ok();
+        let from_files = || {
+            ["/proc/sys/kernel/hostname", "/etc/hostname"]
+                .iter()
+                .find_map(|p| std::fs::read_to_string(p).ok())
+        };
+        from_env
+            .or_else(from_files)
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default()
+    })
+}
+
+/// `GET /health`: the original's keys (discovery describes itself as a cell: `cell_id`,
+/// `branch`, `consciousness_level`, `services`, `type`, `hostname`) plus our additions.
 pub async fn health(State(state): State<AppState>) -> Response {
     let now = Instant::now();
     let reg = state.registry().status(now);
     Json(json!({
         "status": "healthy",
-        "service": "discovery",
         "cell_id": state.config().my_host,
+        "branch": HEALTH_BRANCH,
+        "consciousness_level": HEALTH_LEVEL,
+        "services": HEALTH_SERVICES,
+        "type": HEALTH_TYPE,
+        "hostname": hostname(),
+        "service": "discovery",
         "my_host": state.config().my_host,
         "peers_count": reg.peers,
         "revision": reg.revision,
@@ -154,6 +189,27 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     );
     metric(
         &mut out,
+        "discovery_eviction_holds_ended_early_total",
+        "counter",
+        "Mass-eviction holds that ended early because the share of silent peers fell back under the threshold.",
+        &[("", f(stats.holds_ended_early))],
+    );
+    metric(
+        &mut out,
+        "discovery_takeovers_total",
+        "counter",
+        "Live cell ids moved to another address by a registration without their secret (open mode, or the admin token).",
+        &[("", f(stats.takeovers))],
+    );
+    metric(
+        &mut out,
+        "discovery_takeovers_refused_total",
+        "counter",
+        "Registrations refused (409) because the id is held by a live registration under another secret.",
+        &[("", f(stats.takeovers_refused))],
+    );
+    metric(
+        &mut out,
         "discovery_startup_grace",
         "gauge",
         "1 during the start-up grace window.",
@@ -186,6 +242,41 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         "counter",
         "Requests refused as invalid.",
         &[("", f(m.bad_requests.load(Ordering::Relaxed)))],
+    );
+    metric(
+        &mut out,
+        "discovery_connections",
+        "gauge",
+        "Open connections.",
+        &[("", f(m.connections.load(Ordering::Relaxed)))],
+    );
+    metric(
+        &mut out,
+        "discovery_connections_refused_total",
+        "counter",
+        "Connections refused (503 with Retry-After, or closed) because max_connections were open.",
+        &[("", f(m.connections_refused.load(Ordering::Relaxed)))],
+    );
+    metric(
+        &mut out,
+        "discovery_write_timeouts_total",
+        "counter",
+        "Connections dropped because the client did not read for the write timeout.",
+        &[("", f(m.write_timeouts.load(Ordering::Relaxed)))],
+    );
+    let (registered, alive) = {
+        let reg = state.registry().lock();
+        (reg.storage().bytes(), reg.storage().alive_bytes())
+    };
+    metric(
+        &mut out,
+        "discovery_registry_bytes",
+        "gauge",
+        "What the records cost against the registry's byte budget (registry_max_bytes): the registered ones, and every one alive (also those still held by readers or the watch history).",
+        &[
+            ("kind=\"registered\"", registered as f64),
+            ("kind=\"alive\"", alive as f64),
+        ],
     );
     m.render_histogram(&mut out);
     let mut resp = out.into_response();

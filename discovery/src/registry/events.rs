@@ -1,13 +1,18 @@
 //! Change events for watchers: every membership or level change bumps the revision and records
 //! a [`WatchEvent`] in a bounded history ring (for `Last-Event-ID` resumption) and on a
 //! broadcast channel (for live streams).
+//!
+//! A takeover (a live id moved to another address without its secret) is published after the
+//! usual `leave` (reason `replaced`) and `join`, as one more event of its own kind:
+//! `{"revision","type":"takeover","cell_id","from":"ip:port","to":"ip:port","incarnation",
+//! "replaced_incarnation"}`.
 
 use std::sync::Arc;
 
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
-use super::{Membership, PeerRecord, PeerRegistry, PeersView, render_peer};
+use super::{Membership, PeerRecord, PeerRegistry, PeersView, Takeover, render_peer};
 
 /// Why a peer left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +45,9 @@ pub enum EventKind {
     Update,
     /// A peer left.
     Leave(LeaveReason),
+    /// A live id was moved to another address without its secret (after its `Leave` and
+    /// `Join`).
+    Takeover,
 }
 
 impl EventKind {
@@ -49,6 +57,7 @@ impl EventKind {
             Self::Join => "join",
             Self::Update => "update",
             Self::Leave(_) => "leave",
+            Self::Takeover => "takeover",
         }
     }
 }
@@ -60,7 +69,7 @@ pub struct WatchEvent {
     pub revision: u64,
     /// What happened.
     pub kind: EventKind,
-    /// The peer as it was (leave) or is (join/update).
+    /// The peer as it was (leave) or is (join, update, takeover).
     pub record: Arc<PeerRecord>,
     /// The SSE `data:` JSON.
     pub data: Arc<str>,
@@ -90,17 +99,7 @@ impl PeerRegistry {
     ) {
         self.revision += 1;
         self.view = None;
-        let mut data = Vec::with_capacity(320);
-        data.extend_from_slice(b"{\"revision\":");
-        data.extend_from_slice(self.revision.to_string().as_bytes());
-        data.extend_from_slice(b",\"type\":\"");
-        data.extend_from_slice(kind.name().as_bytes());
-        data.extend_from_slice(b"\",\"cell_id\":");
-        data.extend_from_slice(
-            serde_json::to_string(&*record.cell_id)
-                .unwrap_or_default()
-                .as_bytes(),
-        );
+        let mut data = self.event_head(kind, &record);
         match (kind, with_peer) {
             (EventKind::Leave(reason), _) => {
                 data.extend_from_slice(b",\"reason\":\"");
@@ -114,6 +113,43 @@ impl PeerRegistry {
             }
             (_, false) => {}
         }
+        self.publish(kind, record, data);
+    }
+
+    /// Bumps the revision and publishes a `takeover` event for `record`, the new registration.
+    pub(super) fn emit_takeover(&mut self, record: Arc<PeerRecord>, takeover: &Takeover) {
+        self.revision += 1;
+        self.view = None;
+        let mut data = self.event_head(EventKind::Takeover, &record);
+        data.extend_from_slice(b",\"from\":");
+        data.extend_from_slice(super::peer::json_str(&takeover.from).as_bytes());
+        data.extend_from_slice(b",\"to\":");
+        data.extend_from_slice(super::peer::json_str(&takeover.to).as_bytes());
+        data.extend_from_slice(b",\"incarnation\":");
+        data.extend_from_slice(record.incarnation.to_string().as_bytes());
+        data.extend_from_slice(b",\"replaced_incarnation\":");
+        data.extend_from_slice(takeover.replaced_incarnation.to_string().as_bytes());
+        self.publish(EventKind::Takeover, record, data);
+    }
+
+    /// `{"revision":N,"type":"KIND","cell_id":ID` for the current revision.
+    fn event_head(&self, kind: EventKind, record: &PeerRecord) -> Vec<u8> {
+        let mut data = Vec::with_capacity(320);
+        data.extend_from_slice(b"{\"revision\":");
+        data.extend_from_slice(self.revision.to_string().as_bytes());
+        data.extend_from_slice(b",\"type\":\"");
+        data.extend_from_slice(kind.name().as_bytes());
+        data.extend_from_slice(b"\",\"cell_id\":");
+        data.extend_from_slice(
+            serde_json::to_string(&*record.cell_id)
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+        data
+    }
+
+    /// Closes `data`'s object and records the event in the history ring and on the channel.
+    fn publish(&mut self, kind: EventKind, record: Arc<PeerRecord>, mut data: Vec<u8>) {
         data.push(b'}');
         let event = Arc::new(WatchEvent {
             revision: self.revision,

@@ -1,6 +1,7 @@
 //! Expiry: the ordered deadline index (`BTreeMap<(deadline, incarnation), id>`) is walked from
 //! its front, so a pass touches only expired peers and never scans the whole registry. Large
-//! expiries drain in batches so heartbeats never wait long behind the lock.
+//! expiries (and reprieves after a hold, see [`super::guard`]) proceed in batches so heartbeats
+//! never wait long behind the lock.
 
 use std::sync::Arc;
 
@@ -17,8 +18,12 @@ pub struct ReapOutcome {
     pub held: usize,
     /// This pass started a mass-eviction hold.
     pub hold_started: bool,
-    /// This pass ended a hold whose time ran out.
+    /// This pass ended a hold (its time ran out, or the mesh recovered).
     pub hold_released: bool,
+    /// The hold ended early because the share of silent peers fell back under the threshold.
+    pub hold_recovered: bool,
+    /// Silent peers given one more TTL in this pass after a hold ended early.
+    pub reprieved: usize,
     /// More expired peers remain; call again soon.
     pub more: bool,
 }
@@ -26,7 +31,7 @@ pub struct ReapOutcome {
 impl PeerRegistry {
     /// When the reaper must look again (None: nothing to expire until a registration).
     pub fn next_wakeup(&self, now: Instant) -> Option<Instant> {
-        if self.drain_through.is_some() {
+        if self.drain_through.is_some() || self.reprieve.is_some() {
             return Some(now);
         }
         let earliest = self.deadlines.keys().next()?.0;
@@ -35,7 +40,8 @@ impl PeerRegistry {
             at = at.max(self.grace_until);
         }
         if let Some(h) = self.hold_until {
-            at = at.max(h);
+            // Check again soon whether the mesh has recovered.
+            at = at.max(h.min(now + self.hold_check_interval()));
         }
         Some(at)
     }
@@ -44,11 +50,15 @@ impl PeerRegistry {
     /// start-up grace window and the mass-eviction guard.
     pub fn reap(&mut self, now: Instant, batch: usize) -> ReapOutcome {
         let mut out = ReapOutcome::default();
+        if self.reprieve.is_some() {
+            self.reprieve_batch(now, batch, &mut out);
+            return out;
+        }
         let Some(through) = self.admit_eviction(now, &mut out) else {
             return out;
         };
         // Evictions that end a hold are not counted towards the next guard decision.
-        let count_recent = !out.hold_released;
+        let count_recent = self.drain_counts;
         while out.evicted.len() < batch {
             let Some((&(deadline, _), id)) = self.deadlines.iter().next() else {
                 break;

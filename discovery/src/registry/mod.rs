@@ -13,10 +13,11 @@
 //! # Modules
 //!
 //! - [`peer`]: [`PeerRecord`] (pre-serialised JSON, heartbeat atomics) and interned shapes;
-//! - [`lease`]: register, heartbeat, deregister, incarnations and authority;
+//! - [`lease`]: register, heartbeat, deregister, incarnations, authority and the takeover rule;
 //! - [`expiry`]: the deadline index walk ([`PeerRegistry::reap`]);
-//! - [`guard`]: the start-up grace window and the mass-eviction guard;
-//! - [`events`]: revisions, [`WatchEvent`]s, history and subscriptions;
+//! - [`guard`]: the start-up grace window and the mass-eviction guard (holds, early ends and
+//!   reprieves);
+//! - [`events`]: revisions, [`WatchEvent`]s (including `takeover`), history and subscriptions;
 //! - [`snapshot`]: [`PeerFilter`], [`PeersView`] and rendering with `age_ms` at answer time.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -35,9 +36,11 @@ pub mod snapshot;
 
 pub use events::{EventKind, LeaveReason, Resume, WatchEvent};
 pub use expiry::ReapOutcome;
-pub use lease::{Authority, HeartbeatAck, Registered, RegistryError};
-pub use peer::{PeerRecord, SECRET_LEN, Shape};
-pub use snapshot::{Membership, PeerFilter, PeersView, push_u64, render_peer};
+pub use lease::{Authority, Claim, HeartbeatAck, Registered, RegistryError, Takeover};
+pub use peer::{PeerRecord, SECRET_LEN, Shape, Storage};
+pub use snapshot::{
+    LIVE_MAX_LEN, Membership, PeerCursor, PeerFilter, PeersView, push_u64, render_peer,
+};
 
 /// Counters kept under the registry lock, for `/metrics`.
 #[derive(Debug, Clone, Default)]
@@ -56,6 +59,15 @@ pub struct RegistryStats {
     pub evicted_replaced: u64,
     /// Mass-eviction holds started.
     pub holds: u64,
+    /// Holds that ended before their time because the share of silent peers fell back under
+    /// the threshold.
+    pub holds_ended_early: u64,
+    /// Live ids moved to another address by a registration without their secret (allowed in
+    /// the open mode, or by the admin token).
+    pub takeovers: u64,
+    /// Registrations refused because the id is held by a live registration under another
+    /// secret (security on).
+    pub takeovers_refused: u64,
 }
 
 /// Liveness and guard settings of a registry.
@@ -75,14 +87,23 @@ pub struct RegistrySettings {
     pub history: usize,
     /// Cap on peers.
     pub max_peers: usize,
+    /// Cap on the sum of the live registrations' costs in bytes
+    /// ([`PeerRecord::cost`]; a registration past it is refused as [`RegistryError::Full`]).
+    pub max_bytes: usize,
 }
 
-/// A registered peer: its current record, its secret and its deadline (also the key of its
-/// entry in the deadline index, with its incarnation).
+/// A registered peer: its current record, its secret, its address (to tell a move from a
+/// renewal) and its deadline (also the key of its entry in the deadline index, with its
+/// incarnation).
 struct PeerEntry {
     record: Arc<PeerRecord>,
     secret: [u8; SECRET_LEN],
+    /// `ip:port` (`[ip]:port` for IPv6) as registered.
+    address: Box<str>,
     deadline: Instant,
+    /// Its deadline was extended once already when a mass-eviction hold ended early (cleared
+    /// by a heartbeat): a peer is given that second chance only once.
+    reprieved: bool,
 }
 
 /// The registry state machine. See the module docs.
@@ -93,6 +114,12 @@ pub struct PeerRegistry {
     hold_until: Option<Instant>,
     /// Set while a large expiry drains in batches: the deadline it evicts through.
     drain_through: Option<Instant>,
+    /// Whether the evictions of the current drain count towards the guard's next decision
+    /// (not when the drain ends a hold: see [`guard`]).
+    drain_counts: bool,
+    /// Set while a hold that ended early gives the still-silent peers a fresh deadline, in
+    /// batches: (peers with a deadline at or before this, their new deadline).
+    reprieve: Option<(Instant, Instant)>,
     /// When recent expiries happened (within one TTL), for the mass-eviction guard.
     recent_expiries: VecDeque<Instant>,
     peers: HashMap<Arc<str>, PeerEntry>,
@@ -103,13 +130,13 @@ pub struct PeerRegistry {
     events: broadcast::Sender<Arc<WatchEvent>>,
     view: Option<Arc<PeersView>>,
     stats: RegistryStats,
-    shapes: HashMap<Box<str>, Arc<Shape>>,
-    shapes_prune_at: usize,
+    storage: peer::Storage,
 }
 
 impl PeerRegistry {
-    /// A registry started at `now`. Incarnations start at `first_incarnation` (the server uses
-    /// the start's Unix time in microseconds, so lease ids also grow across restarts).
+    /// A registry started at `now`. Incarnations are at least `first_incarnation` (the server
+    /// passes the start's Unix time in microseconds); see [`PeerRegistry::register_as`] for
+    /// the rule that keeps them increasing across restarts.
     pub fn new(settings: RegistrySettings, now: Instant, first_incarnation: u64) -> Self {
         let (events, _) = broadcast::channel(settings.history.max(16));
         Self {
@@ -117,6 +144,8 @@ impl PeerRegistry {
             epoch: now,
             hold_until: None,
             drain_through: None,
+            drain_counts: true,
+            reprieve: None,
             recent_expiries: VecDeque::new(),
             peers: HashMap::new(),
             deadlines: BTreeMap::new(),
@@ -126,8 +155,7 @@ impl PeerRegistry {
             events,
             view: None,
             stats: RegistryStats::default(),
-            shapes: HashMap::new(),
-            shapes_prune_at: 1024,
+            storage: peer::Storage::default(),
             settings,
         }
     }

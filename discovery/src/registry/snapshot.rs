@@ -1,5 +1,11 @@
 //! What readers see: [`PeerFilter`], the sorted membership [`PeersView`] built once per
 //! revision, and the rendering of a peer's JSON with `last_seen` and `age_ms` at answer time.
+//!
+//! A view is shared by reference between every reader of its revision; it holds the peers'
+//! records, whose JSON (without the live fields) is serialised once, at registration. An answer
+//! is stitched from those bytes and the live fields read at answer time: at once for a small
+//! answer ([`PeersView::render`]), or batch by batch as the client reads it for a large one
+//! ([`PeerCursor`]), so that a reader holds one batch, never a whole rendered listing.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -25,14 +31,9 @@ pub struct PeerFilter {
 impl PeerFilter {
     /// Whether `rec` passes every given filter.
     pub fn matches(&self, rec: &PeerRecord) -> bool {
-        self.service
-            .as_deref()
-            .is_none_or(|s| rec.services().any(|x| x == s))
-            && self
-                .cell_type
-                .as_deref()
-                .is_none_or(|t| rec.cell_type() == t)
-            && self.branch.as_deref().is_none_or(|b| rec.branch() == b)
+        self.service.as_deref().is_none_or(|s| rec.offers(s))
+            && self.cell_type.as_deref().is_none_or(|t| rec.is_type(t))
+            && self.branch.as_deref().is_none_or(|b| rec.is_branch(b))
             && self.min_level.is_none_or(|m| rec.level >= m)
     }
 
@@ -67,6 +68,10 @@ impl Membership {
     }
 }
 
+/// Longest live part of a peer's JSON: `,"last_seen":"<27 characters>","age_ms":<20 digits>}`,
+/// plus the comma before the next peer.
+pub const LIVE_MAX_LEN: usize = 74;
+
 /// The registry's membership at one revision, sorted by id.
 #[derive(Debug)]
 pub struct PeersView {
@@ -75,17 +80,27 @@ pub struct PeersView {
     /// Peers, sorted by id.
     pub peers: Vec<Arc<PeerRecord>>,
     epoch: Instant,
+    /// Sum of the peers' JSON lengths without the live fields.
+    stored_len: usize,
 }
 
 impl PeersView {
     /// A view of `peers` at `revision`, sorted by id.
     pub fn sorted(revision: u64, epoch: Instant, mut peers: Vec<Arc<PeerRecord>>) -> Self {
         peers.sort_unstable_by(|a, b| a.cell_id.cmp(&b.cell_id));
+        let stored_len = peers.iter().map(|p| p.stored_len()).sum();
         Self {
             revision,
             peers,
             epoch,
+            stored_len,
         }
+    }
+
+    /// An upper bound of the length of [`PeersView::render`]'s output (every peer, live fields
+    /// at their longest).
+    pub fn max_rendered_len(&self) -> usize {
+        self.stored_len + self.peers.len() * LIVE_MAX_LEN
     }
 
     /// Appends the JSON array elements (comma separated, no brackets) for the peers passing
@@ -105,6 +120,61 @@ impl PeersView {
             n += 1;
         }
         n
+    }
+}
+
+/// Renders a view's peers (through a filter) batch by batch: the state of one streamed answer.
+/// It holds the shared view and a position, nothing rendered.
+#[derive(Debug)]
+pub struct PeerCursor {
+    view: Arc<PeersView>,
+    filter: PeerFilter,
+    next: usize,
+    count: usize,
+}
+
+impl PeerCursor {
+    /// A cursor at the first peer of `view`.
+    pub fn new(view: Arc<PeersView>, filter: PeerFilter) -> Self {
+        Self {
+            view,
+            filter,
+            next: 0,
+            count: 0,
+        }
+    }
+
+    /// Appends the next peers passing the filter (comma separated, as [`PeersView::render`]
+    /// writes them) until `out` holds at least `target` bytes or none is left, with the live
+    /// fields as of `now`; answers whether every peer has been rendered.
+    pub fn fill(&mut self, out: &mut Vec<u8>, target: usize, now: Instant) -> bool {
+        let now_nanos = nanos_since(self.view.epoch, now);
+        let unfiltered = self.filter.is_empty();
+        while out.len() < target {
+            let Some(rec) = self.view.peers.get(self.next) else {
+                return true;
+            };
+            self.next += 1;
+            if !unfiltered && !self.filter.matches(rec) {
+                continue;
+            }
+            if self.count > 0 {
+                out.push(b',');
+            }
+            render_peer_at(out, rec, now_nanos);
+            self.count += 1;
+        }
+        self.next >= self.view.peers.len()
+    }
+
+    /// Peers rendered so far.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// The view this cursor walks.
+    pub fn view(&self) -> &PeersView {
+        &self.view
     }
 }
 

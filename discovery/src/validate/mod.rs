@@ -4,18 +4,23 @@
 //!
 //! Like pydantic's lax mode, integers and floats also accept numeric strings and whole floats;
 //! strings must be strings. On top of the original, `cell_id`, lengths, the port range, finite
-//! levels and the size of `services` are checked.
+//! levels, the size of `services` and the registration's byte budget are checked, with the
+//! bounds of [`cellmesh_wire::limits`] (the same the cell host checks before it registers).
 //!
 //! # Modules
 //!
 //! - [`pydantic`]: [`FieldError`], JSON parsing and lax coercions;
 //! - [`fields`]: cellmesh's own field rules ([`check_cell_id`]);
-//! - [`bodies`]: the register and heartbeat bodies ([`cell_info`], [`heartbeat`]).
+//! - [`bodies`]: the register and heartbeat bodies ([`cell_info`], [`heartbeat`]);
+//! - [`budget`]: the per-registration byte budget ([`registration`]: 413, or 422 naming the
+//!   field).
 
 pub mod bodies;
+pub mod budget;
 pub mod fields;
 pub mod pydantic;
 
 pub use bodies::{CellInfo, Heartbeat, cell_info, heartbeat};
+pub use budget::{RegistrationError, registration};
 pub use fields::check_cell_id;
 pub use pydantic::{FieldError, lax_float, lax_int, parse_json};

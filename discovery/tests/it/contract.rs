@@ -240,3 +240,148 @@ async fn original_cell_lifecycle() {
     assert_eq!(delete(&app, "/peer/pure").await.status, StatusCode::OK);
     assert!(ids(&app).await.is_empty());
 }
+
+/// Contract fidelity: the original discovery described itself as a cell on `/health`
+/// (`branch`, `consciousness_level`, `services`, `type`, `hostname`); ours lacked them.
+#[tokio::test]
+async fn discovery_health_describes_itself_as_a_cell() {
+    let (_, app) = router(cfg());
+    let h = get(&app, "/health").await.json;
+    assert_eq!(h["status"], "healthy");
+    assert_eq!(h["cell_id"], "primary");
+    assert_eq!(h["branch"], "main");
+    assert_eq!(h["consciousness_level"], 0.0);
+    assert_eq!(h["services"], json!(["discovery"]));
+    assert_eq!(h["type"], "discovery");
+    assert!(h["hostname"].is_string(), "{h}");
+}
+
+/// The key set of a JSON object.
+fn keys(v: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    v.as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"))
+        .keys()
+        .cloned()
+        .collect()
+}
+
+fn set(names: &[&str]) -> std::collections::BTreeSet<String> {
+    names.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// Asserts that `answer`'s keys are exactly the original's plus our documented additions.
+#[track_caller]
+fn assert_keys(what: &str, answer: &serde_json::Value, original: &[&str], added: &[&str]) {
+    let want = &set(original) | &set(added);
+    let got = keys(answer);
+    assert_eq!(
+        got,
+        want,
+        "{what}: missing {:?}, undocumented {:?}",
+        want.difference(&got).collect::<Vec<_>>(),
+        got.difference(&want).collect::<Vec<_>>()
+    );
+}
+
+/// CellInfo as the original listed it, and what cellmesh adds (docs/contract.md).
+const PEER: &[&str] = &[
+    "cell_id",
+    "ip",
+    "port",
+    "consciousness_level",
+    "services",
+    "branch",
+    "type",
+    "hostname",
+    "last_seen",
+];
+const PEER_ADDED: &[&str] = &["incarnation", "age_ms"];
+
+/// Every discovery answer carries the original's keys plus the additions documented in
+/// docs/contract.md, and nothing else: the next difference (either way) fails here.
+#[tokio::test]
+async fn every_discovery_answer_has_the_original_keys_plus_documented_additions() {
+    let (_, app) = router(cfg());
+    let a = post(&app, "/register", &pure()).await;
+    assert_keys(
+        "POST /register",
+        &a.json,
+        &["status", "cell_id"],
+        &["incarnation", "secret", "replaced", "ttl_ms"],
+    );
+    post(&app, "/register", &alpha()).await;
+    let a = post(
+        &app,
+        "/heartbeat",
+        &json!({"cell_id": "pure", "consciousness_level": 0.2}),
+    )
+    .await;
+    assert_keys(
+        "POST /heartbeat",
+        &a.json,
+        &["status", "cell_id", "peers_count"],
+        &["incarnation"],
+    );
+    let a = post(&app, "/heartbeat", &json!({"cell_id": "ghost"})).await;
+    assert_keys("POST /heartbeat 404", &a.json, &["detail"], &[]);
+    let a = post(&app, "/heartbeat", &json!({})).await;
+    assert_keys("POST /heartbeat 422", &a.json, &["detail"], &[]);
+    for d in a.json["detail"].as_array().unwrap() {
+        assert_keys("422 detail item", d, &["type", "loc", "msg", "input"], &[]);
+    }
+    let a = get(&app, "/peers").await;
+    assert_keys(
+        "GET /peers",
+        &a.json,
+        &["peers", "count", "my_host"],
+        &["revision"],
+    );
+    for p in a.json["peers"].as_array().unwrap() {
+        assert_keys("GET /peers item", p, PEER, PEER_ADDED);
+    }
+    let a = get(&app, "/peers/alpha").await;
+    assert_keys("GET /peers/{id}", &a.json, PEER, PEER_ADDED);
+    let a = get(&app, "/health").await;
+    assert_keys(
+        "GET /health",
+        &a.json,
+        &[
+            "status",
+            "cell_id",
+            "branch",
+            "consciousness_level",
+            "services",
+            "type",
+            "hostname",
+        ],
+        &[
+            "service",
+            "my_host",
+            "peers_count",
+            "revision",
+            "ready",
+            "uptime_seconds",
+            "timestamp",
+            "version",
+        ],
+    );
+    assert_keys(
+        "GET /readyz",
+        &get(&app, "/readyz").await.json,
+        &[],
+        &["status"],
+    );
+    let a = delete(&app, "/peer/pure").await;
+    assert_keys("DELETE /peer/{id}", &a.json, &["status", "cell_id"], &[]);
+    let a = delete(&app, "/peer/pure").await;
+    assert_keys("DELETE /peer/{id} 404", &a.json, &["detail"], &[]);
+    let a = delete(&app, "/unregister/alpha").await;
+    assert_keys(
+        "DELETE /unregister/{id}",
+        &a.json,
+        &["status"],
+        &["cell_id"],
+    );
+    let a = delete(&app, "/unregister/alpha").await;
+    assert_keys("DELETE /unregister/{id} 404", &a.json, &["detail"], &[]);
+}

@@ -6,9 +6,11 @@ mod browser;
 mod contract;
 mod input;
 mod liveness;
+mod memory;
 mod registry_model;
 mod security;
 mod server;
+mod takeover;
 mod watch;
 
 use std::time::Duration;

@@ -150,3 +150,41 @@ async fn without_tokens_anyone_may_act_like_the_original() {
     assert!(a.json["secret"].is_string(), "a secret is always issued");
     assert_eq!(delete(&app, "/peer/a").await.status, StatusCode::OK);
 }
+
+/// Low 11: `/register` read (up to 64 KiB of) the body before checking the token, so anyone
+/// could make discovery wait for and buffer bodies. The token is checked first now: a bad
+/// token with a huge, slow body is refused without the body being read at all.
+#[tokio::test(start_paused = true)]
+async fn register_checks_the_token_before_reading_the_body() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::task::Poll;
+
+    use axum::body::{Body, Bytes};
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    let (_, app) = router(secured());
+    for auth in [None, Some("Bearer wrong")] {
+        let polled = Arc::new(AtomicBool::new(false));
+        let flag = polled.clone();
+        // A body that never ends (a slow client) and records whether anyone read it.
+        let never = futures::stream::poll_fn(move |_| {
+            flag.store(true, Ordering::SeqCst);
+            Poll::<Option<Result<Bytes, std::io::Error>>>::Pending
+        });
+        let mut req = Request::post("/register")
+            .header("content-type", "application/json")
+            .header("content-length", "1000000000");
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let resp = app
+            .clone()
+            .oneshot(req.body(Body::from_stream(never)).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "auth {auth:?}");
+        assert!(!polled.load(Ordering::SeqCst), "the body was read");
+    }
+}

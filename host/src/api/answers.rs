@@ -13,6 +13,50 @@ use crate::plugin::bindings::Primitive;
 /// Primitive values by name (a later duplicate name wins).
 pub(crate) type Primitives = BTreeMap<String, f64>;
 
+/// Which original cell's answers a cell gives where pure and alpha answered
+/// the same route differently: `/health`'s `server`, which field of a
+/// `/message` sets its kind, the labels of `/metrics`. The manifest's cell
+/// type decides: `pure_cell` is pure's shape, every other type (alpha's and
+/// third-party plugins) alpha's. Elsewhere the answers are the union of
+/// both, the same for every plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ContractShape {
+    /// The original pure cell's.
+    Pure,
+    /// The original alpha cell's.
+    Alpha,
+}
+
+/// The cell type whose cells answer in pure's shape.
+pub(crate) const PURE_CELL_TYPE: &str = "pure_cell";
+
+impl ContractShape {
+    /// The shape of a cell of `cell_type`.
+    pub(crate) fn of(cell_type: &str) -> Self {
+        if cell_type == PURE_CELL_TYPE {
+            ContractShape::Pure
+        } else {
+            ContractShape::Alpha
+        }
+    }
+}
+
+/// The manifest label that names the server in an alpha-shaped `/health`
+/// (alpha's is `Cell Alpha Communication Server`).
+pub(crate) const SERVER_LABEL: &str = "server";
+
+/// `/health`'s `server` for an alpha-shaped cell: the plugin's
+/// [`SERVER_LABEL`] label, else `<identity> Communication Server`.
+pub(crate) fn server_name(labels: &[(String, String)], identity: &str) -> String {
+    labels
+        .iter()
+        .find(|(key, _)| key == SERVER_LABEL)
+        .map_or_else(
+            || format!("{identity} Communication Server"),
+            |(_, value)| value.clone(),
+        )
+}
+
 /// The primitives of a state, by name.
 pub(crate) fn primitives_by_name(primitives: &[Primitive]) -> Primitives {
     primitives
@@ -78,6 +122,9 @@ pub(crate) struct ConsciousnessView {
 pub(crate) struct HealthAnswer {
     /// The manifest's health status.
     pub status: String,
+    /// The server's name, in alpha's shape only ([`server_name`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
     /// Cell id.
     pub cell_id: String,
     /// Branch.
@@ -99,6 +146,12 @@ pub(crate) struct HealthAnswer {
     pub messages_count: usize,
     /// Whether discovery accepted the cell.
     pub registered: bool,
+    /// The cell's standing with discovery (cellmesh; see
+    /// [`crate::status::RegistrationStatus`]).
+    pub registration: crate::status::RegistrationStatus,
+    /// Whether the plugin answers, from its last reported state (cellmesh;
+    /// see [`crate::status::PluginView`]).
+    pub plugin: crate::status::PluginView,
     /// Answer time.
     pub timestamp: String,
 }
@@ -172,7 +225,7 @@ pub(crate) struct MessageAnswer {
 pub(crate) struct MessagesAnswer {
     /// The selected messages, oldest first.
     pub messages: Vec<StoredMessage>,
-    /// Messages kept in all.
+    /// Kept messages that match the filter (not only those listed).
     pub total: usize,
     /// This cell's id.
     pub cell_id: String,
@@ -209,13 +262,17 @@ pub(crate) struct DiscoverAnswer {
     pub capabilities: Vec<String>,
     /// Capabilities in full.
     pub capability_details: Vec<CapabilityDetail>,
-    /// Absolute URL of each endpoint, by name.
-    pub endpoints: BTreeMap<&'static str, String>,
+    /// Path of each endpoint (`/health`), by name, as the original's.
+    pub endpoints: BTreeMap<&'static str, &'static str>,
+    /// Answer time.
+    pub timestamp: String,
 }
 
-/// What discovery listed about a peer, as `/peers` shows it.
+/// A peer discovery lists, in `/peers`'s `mesh` (our addition).
 #[derive(Debug, Serialize)]
-pub(crate) struct ListedFields {
+pub(crate) struct MeshPeerEntry {
+    /// Base URL of its API; `null` when the listed address is refused.
+    pub endpoint: Option<String>,
     /// Address.
     pub ip: String,
     /// Port.
@@ -235,43 +292,33 @@ pub(crate) struct ListedFields {
     pub last_seen: Option<String>,
 }
 
-/// What `/register_peer` recorded about a peer.
+/// A hand-kept peer in `/peers`'s `peers`, as the original alpha listed it.
 #[derive(Debug, Serialize)]
-pub(crate) struct ManualFields {
-    /// Its identity, `null` when not given.
-    pub identity: Option<String>,
+pub(crate) struct HandKeptEntry {
+    /// Base URL of its API, as registered.
+    pub endpoint: String,
+    /// Its identity (`Cell ID` when none was given).
+    pub identity: String,
     /// Registration time.
     pub registered_at: String,
+    /// Last answer to `/send_to_peer`, `null` before the first.
+    pub last_contact: Option<String>,
 }
 
-/// One peer in `/peers`: a listed peer has the [`ListedFields`], a hand-kept
-/// one the [`ManualFields`], a peer both has both (and the hand-kept
-/// endpoint).
-#[derive(Debug, Serialize)]
-pub(crate) struct PeerEntry {
-    /// Cell id.
-    pub cell_id: String,
-    /// Base URL of its API.
-    pub endpoint: String,
-    /// `manual` when kept by hand, else `mesh`.
-    pub source: &'static str,
-    /// Discovery's facts, when it lists the peer.
-    #[serde(flatten)]
-    pub listed: Option<ListedFields>,
-    /// The hand-kept facts, when registered by hand.
-    #[serde(flatten)]
-    pub manual: Option<ManualFields>,
-}
-
-/// `GET /peers`.
+/// `GET /peers` (alpha): the original's object of hand-kept peers keyed by
+/// id, plus our `mesh` (discovery's peers, keyed by id) and `mesh_count`.
 #[derive(Debug, Serialize)]
 pub(crate) struct PeersAnswer {
+    /// Hand-kept peers by id.
+    pub peers: BTreeMap<String, HandKeptEntry>,
+    /// How many are kept by hand.
+    pub count: usize,
     /// This cell's id.
     pub cell_id: String,
-    /// How many are listed.
-    pub count: usize,
-    /// Peers by id.
-    pub peers: Vec<PeerEntry>,
+    /// The peers discovery last listed, by id, without this cell.
+    pub mesh: BTreeMap<String, MeshPeerEntry>,
+    /// How many discovery listed.
+    pub mesh_count: usize,
 }
 
 /// `POST /register_peer`.
@@ -281,21 +328,40 @@ pub(crate) struct RegisterPeerAnswer {
     pub status: &'static str,
     /// The peer's id.
     pub peer_id: String,
-    /// Peers now kept by hand.
+    /// Registration time.
+    pub timestamp: String,
+    /// Peers now kept by hand (our addition).
     pub total_peers: usize,
 }
 
-/// `POST /send_to_peer`.
+/// `POST /send_to_peer`: the peer's status, never its body.
 #[derive(Debug, Serialize)]
 pub(crate) struct SendToPeerAnswer {
     /// `sent`.
     pub status: &'static str,
     /// The peer's id.
     pub peer_id: String,
-    /// The peer's own answer, passed on as it sent it.
-    pub response: Value,
+    /// The HTTP status the peer answered.
+    pub response_status: u16,
     /// Send time.
     pub timestamp: String,
+}
+
+/// `POST /send_to_peer` when the peer cannot be reached (502): the
+/// original's `{"status": "failed", "peer_id", "error"}`, plus the API's
+/// `detail` and `kind`.
+#[derive(Debug, Serialize)]
+pub(crate) struct SendToPeerFailure {
+    /// `failed`.
+    pub status: &'static str,
+    /// The peer's id.
+    pub peer_id: String,
+    /// What failed.
+    pub error: String,
+    /// The same sentence.
+    pub detail: String,
+    /// `peer_unreachable`, or `peer_refused` when the address is refused.
+    pub kind: &'static str,
 }
 
 /// `POST /send`.
@@ -318,6 +384,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_cell_type_decides_the_shape_and_labels_name_the_server() {
+        assert_eq!(ContractShape::of("pure_cell"), ContractShape::Pure);
+        assert_eq!(ContractShape::of("alpha_cell"), ContractShape::Alpha);
+        assert_eq!(ContractShape::of("stats_cell"), ContractShape::Alpha);
+        let alpha = [(
+            SERVER_LABEL.to_owned(),
+            "Cell Alpha Communication Server".to_owned(),
+        )];
+        assert_eq!(server_name(&alpha, "x"), "Cell Alpha Communication Server");
+        assert_eq!(server_name(&[], "Stats"), "Stats Communication Server");
+    }
+
+    #[test]
     fn labels_never_replace_host_fields() {
         let answer = Labeled::new(
             PrimitivesAnswer {
@@ -335,21 +414,27 @@ mod tests {
     }
 
     #[test]
-    fn a_peer_entry_has_only_the_fields_of_its_sources() {
-        let manual_only = PeerEntry {
-            cell_id: "p".into(),
-            endpoint: "http://x".into(),
-            source: "manual",
-            listed: None,
-            manual: Some(ManualFields {
-                identity: None,
-                registered_at: "t".into(),
-            }),
+    fn peers_keeps_the_originals_object_keyed_by_id() {
+        let answer = PeersAnswer {
+            peers: BTreeMap::from([(
+                "p".to_owned(),
+                HandKeptEntry {
+                    endpoint: "http://x".into(),
+                    identity: "Cell p".into(),
+                    registered_at: "t".into(),
+                    last_contact: None,
+                },
+            )]),
+            count: 1,
+            cell_id: "alpha".into(),
+            mesh: BTreeMap::new(),
+            mesh_count: 0,
         };
         assert_eq!(
-            serde_json::to_value(&manual_only).unwrap(),
-            json!({"cell_id": "p", "endpoint": "http://x", "source": "manual",
-                   "identity": null, "registered_at": "t"})
+            serde_json::to_value(&answer).unwrap(),
+            json!({"peers": {"p": {"endpoint": "http://x", "identity": "Cell p",
+                                   "registered_at": "t", "last_contact": null}},
+                   "count": 1, "cell_id": "alpha", "mesh": {}, "mesh_count": 0})
         );
     }
 }

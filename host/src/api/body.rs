@@ -1,5 +1,8 @@
 //! [`AppJson`]: a JSON request body read into a typed request, whose
-//! rejection is an [`ApiError`] in the API's own format.
+//! rejection is an [`ApiError`] in the API's own format (400; 413 when too
+//! large). A route that answers 422 instead, as the original pure did,
+//! takes `Result<AppJson<T>, ApiError>` and maps the error with
+//! [`ApiError::unprocessable`].
 //!
 //! serde's own messages do not say which field is at fault (`invalid type:
 //! string "high", expected f64`); the API's do (`field
@@ -13,9 +16,10 @@
 //! optional fields are `Option`s (`#[serde(default)]` is not honoured: an
 //! absent non-`Option` field is missing); unknown keys are ignored.
 
-use axum::extract::rejection::JsonRejection;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, Request};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::value::{BorrowedStrDeserializer, MapDeserializer, SeqDeserializer};
 use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, MapAccess, Visitor};
 use serde::forward_to_deserialize_any;
@@ -26,6 +30,9 @@ use super::ApiError;
 /// Why a request body was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum BodyError {
+    /// There is no body (or only white space).
+    #[error("No data provided: the body must be a JSON object")]
+    Empty,
     /// The body is not JSON, or was not sent as JSON.
     #[error("invalid JSON body: {0}")]
     Syntax(String),
@@ -35,8 +42,8 @@ pub enum BodyError {
     /// The body is JSON but not an object.
     #[error("the body must be a JSON object")]
     NotAnObject,
-    /// A required field is absent or `null`.
-    #[error("missing required field `{0}`")]
+    /// A required field is absent or `null` (the original alpha's words).
+    #[error("Missing required field: {0}")]
     Missing(String),
     /// A field has the wrong JSON type.
     #[error("field `{field}` must be {expected}")]
@@ -63,13 +70,45 @@ impl BodyError {
         }
     }
 
-    fn from_rejection(rejection: &JsonRejection) -> Self {
+    /// A short machine-readable kind, the `kind` of the error answer.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BodyError::Empty => "empty_body",
+            BodyError::Syntax(_) => "invalid_json",
+            BodyError::TooLarge(_) => "body_too_large",
+            BodyError::NotAnObject => "not_an_object",
+            BodyError::Missing(_) => "missing_field",
+            BodyError::Mistyped { .. } => "invalid_field",
+            BodyError::Invalid(_) => "invalid_value",
+        }
+    }
+
+    fn from_rejection(rejection: &BytesRejection) -> Self {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             BodyError::TooLarge(rejection.body_text())
         } else {
             BodyError::Syntax(rejection.body_text())
         }
     }
+}
+
+/// Whether the request says its body is JSON (`application/json` or
+/// `application/*+json`, parameters allowed), as axum's `Json` requires.
+fn declares_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 impl de::Error for BodyError {
@@ -96,8 +135,8 @@ impl de::Error for BodyError {
     }
 }
 
-/// A JSON object body read into `T`; a malformed body answers 400 (413 when
-/// too large) in the API's format.
+/// A JSON object body read into `T`; a missing or malformed body answers
+/// 400 (413 when too large) in the API's format.
 #[derive(Debug)]
 pub(crate) struct AppJson<T>(pub T);
 
@@ -105,11 +144,28 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for AppJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<Value>::from_request(req, state).await {
-            Ok(axum::Json(Value::Object(fields))) => Ok(AppJson(from_fields(fields)?)),
-            Ok(axum::Json(_)) => Err(BodyError::NotAnObject.into()),
-            Err(rejection) => Err(BodyError::from_rejection(&rejection).into()),
-        }
+        let json = declares_json(req.headers());
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| BodyError::from_rejection(&rejection))?;
+        Ok(AppJson(read_body(&bytes, json)?))
+    }
+}
+
+/// Reads `T` from a body: present, declared as JSON, a JSON object.
+fn read_body<T: DeserializeOwned>(bytes: &[u8], declared_json: bool) -> Result<T, BodyError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(BodyError::Empty);
+    }
+    if !declared_json {
+        return Err(BodyError::Syntax(
+            "the request must say `Content-Type: application/json`".into(),
+        ));
+    }
+    match serde_json::from_slice(bytes) {
+        Ok(Value::Object(fields)) => from_fields(fields),
+        Ok(_) => Err(BodyError::NotAnObject),
+        Err(error) => Err(BodyError::Syntax(error.to_string())),
     }
 }
 
@@ -324,11 +380,11 @@ mod tests {
     fn errors_name_the_first_field_at_fault_in_declaration_order() {
         assert_eq!(
             read(json!({"level": 1})),
-            Err("missing required field `name`".into())
+            Err("Missing required field: name".into())
         );
         assert_eq!(
             read(json!({"name": null, "level": 1})),
-            Err("missing required field `name`".into())
+            Err("Missing required field: name".into())
         );
         assert_eq!(
             read(json!({"name": "a", "level": "high"})),
@@ -342,11 +398,35 @@ mod tests {
         // though serde alone would report the mistyped one.
         assert_eq!(
             read(json!({"level": 1, "type": 3})),
-            Err("missing required field `name`".into())
+            Err("Missing required field: name".into())
         );
         assert_eq!(
             read(json!({"name": 7, "type": 3})),
             Err("field `name` must be a string".into())
         );
+    }
+
+    #[test]
+    fn a_body_must_be_present_declared_as_json_and_an_object() {
+        let body = |bytes: &[u8], json: bool| read_body::<Probe>(bytes, json).map_err(|e| e.kind());
+        assert_eq!(body(b"", true), Err("empty_body"));
+        assert_eq!(body(b" \n", false), Err("empty_body"));
+        assert_eq!(
+            body(br#"{"name":"a","level":1}"#, false),
+            Err("invalid_json")
+        );
+        assert_eq!(body(b"{nope", true), Err("invalid_json"));
+        assert_eq!(body(b"[1]", true), Err("not_an_object"));
+        assert!(body(br#"{"name":"a","level":1}"#, true).is_ok());
+        let mut headers = HeaderMap::new();
+        for (value, json) in [
+            ("application/json", true),
+            ("Application/JSON; charset=utf-8", true),
+            ("application/merge-patch+json", true),
+            ("text/plain", false),
+        ] {
+            headers.insert(header::CONTENT_TYPE, value.parse().unwrap());
+            assert_eq!(declares_json(&headers), json, "{value}");
+        }
     }
 }

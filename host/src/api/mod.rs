@@ -3,7 +3,7 @@
 //! `POST /send` and `POST /invoke/{capability}`.
 //!
 //! - `state_routes`: health, consciousness, sync, messages, discover.
-//! - `metrics`: `/metrics`, Prometheus text.
+//! - `metrics`: `/metrics` and `/metrics/prometheus`, Prometheus text.
 //! - `peer_routes`: peers, register_peer, send_to_peer, send, invoke.
 //! - `requests`: the typed request bodies.
 //! - `answers`: the typed answer bodies.
@@ -25,7 +25,6 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::routing::{get, post};
-use tower::limit::ConcurrencyLimitLayer;
 use tower_http::trace::TraceLayer;
 
 pub use body::BodyError;
@@ -35,7 +34,8 @@ use crate::cell::CellRuntime;
 
 /// Default largest request body the API accepts, in bytes.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
-/// Default most concurrent requests the API serves; further ones wait.
+/// Default most concurrent requests the API serves, all routes together;
+/// further ones wait (the server applies it: see [`crate::server`]).
 pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 1_024;
 
 /// Limits of the HTTP server.
@@ -43,7 +43,8 @@ pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 1_024;
 pub struct ApiLimits {
     /// Largest request body in bytes.
     pub max_body_bytes: usize,
-    /// Most requests served at once.
+    /// Most requests served at once, all routes together (applied by
+    /// [`crate::server::harden`], not by [`app`]).
     pub max_concurrent: usize,
 }
 
@@ -71,6 +72,7 @@ pub fn app(cell: Arc<CellRuntime>, limits: ApiLimits) -> Router {
         .route("/messages", get(state_routes::messages))
         .route("/discover", get(state_routes::discover))
         .route("/metrics", get(metrics::metrics))
+        .route("/metrics/prometheus", get(metrics::metrics))
         .route("/peers", get(peer_routes::peers))
         .route("/register_peer", post(peer_routes::register_peer))
         .route("/send_to_peer", post(peer_routes::send_to_peer))
@@ -79,7 +81,6 @@ pub fn app(cell: Arc<CellRuntime>, limits: ApiLimits) -> Router {
         // Innermost, so that its records fall inside the request span.
         .layer(axum::middleware::from_fn(error::log_server_errors))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-        .layer(ConcurrencyLimitLayer::new(limits.max_concurrent))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(cell)
 }

@@ -1,6 +1,11 @@
 //! Talking to other cells: `/peers`, `/register_peer`, `/send_to_peer`
-//! (alpha's hand-kept list merged with the mesh), `/send` (through
-//! discovery), and `/invoke/{capability}`.
+//! (alpha's hand-kept list, in the original's shapes), `/send` (through
+//! discovery only), and `/invoke/{capability}`.
+//!
+//! Hand-kept peers are reached only by `/send_to_peer`, listed ones only by
+//! `/send` and `send-message`: a `/register_peer` entry never shadows an id
+//! discovery lists. `/send_to_peer` answers the peer's status, never its
+//! body, and no redirect is followed (see [`crate::egress`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,12 +13,15 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use serde_json::Value;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use cellmesh_wire::limits::{CELL_ID_MAX_LEN, TEXT_MAX_LEN};
+use serde_json::{Value, json};
 
 use super::ApiError;
 use super::answers::{
-    ListedFields, ManualFields, PeerEntry, PeersAnswer, RegisterPeerAnswer, SendAnswer,
-    SendToPeerAnswer,
+    HandKeptEntry, MeshPeerEntry, PeersAnswer, RegisterPeerAnswer, SendAnswer, SendToPeerAnswer,
+    SendToPeerFailure,
 };
 use super::body::AppJson;
 use super::requests::{
@@ -21,22 +29,40 @@ use super::requests::{
     priority_or_default,
 };
 use crate::cell::{CellRuntime, now_iso};
-use crate::discovery_client::peer_base_url;
-use crate::mesh::{ManualPeer, OutgoingMessage};
+use crate::egress::{self, EgressError};
+use crate::mesh::{FORWARDED_MESSAGE_TYPE, ForwardedMessage, HandKeptError, ManualPeer, PeerError};
 use crate::plugin::PluginError;
 use crate::plugin::bindings::{CapabilityError, Message, SendError};
 
 type Cell = State<Arc<CellRuntime>>;
 
-/// `GET /peers`: hand-kept peers and the mesh as discovery last listed it.
+/// `GET /peers`: the hand-kept peers keyed by id (the original's), and
+/// the mesh as discovery last listed it (`mesh`, ours).
 pub(crate) async fn peers(State(cell): Cell) -> Json<PeersAnswer> {
-    let mut merged: BTreeMap<String, PeerEntry> = BTreeMap::new();
-    for peer in cell.mesh.mesh_peers() {
-        let entry = PeerEntry {
-            cell_id: peer.cell_id.clone(),
-            endpoint: peer_base_url(&peer),
-            source: "mesh",
-            listed: Some(ListedFields {
+    let peers: BTreeMap<String, HandKeptEntry> = cell
+        .mesh
+        .manual_peers()
+        .into_iter()
+        .map(|peer| {
+            let entry = HandKeptEntry {
+                endpoint: peer.endpoint,
+                identity: peer.identity,
+                registered_at: peer.registered_at,
+                last_contact: peer.last_contact,
+            };
+            (peer.cell_id, entry)
+        })
+        .collect();
+    let mesh: BTreeMap<String, MeshPeerEntry> = cell
+        .mesh
+        .mesh_peers()
+        .into_iter()
+        .map(|peer| {
+            let endpoint = egress::listed_peer_url(&peer.cell_id, &peer.ip, peer.port)
+                .ok()
+                .map(|url| url.as_str().trim_end_matches('/').to_owned());
+            let entry = MeshPeerEntry {
+                endpoint,
                 ip: peer.ip,
                 port: peer.port,
                 consciousness_level: peer.consciousness_level,
@@ -45,53 +71,69 @@ pub(crate) async fn peers(State(cell): Cell) -> Json<PeersAnswer> {
                 cell_type: peer.cell_type,
                 hostname: peer.hostname,
                 last_seen: peer.last_seen,
-            }),
-            manual: None,
-        };
-        merged.insert(peer.cell_id, entry);
-    }
-    for peer in cell.mesh.manual_peers() {
-        let entry = merged
-            .entry(peer.cell_id.clone())
-            .or_insert_with(|| PeerEntry {
-                cell_id: peer.cell_id.clone(),
-                endpoint: String::new(),
-                source: "manual",
-                listed: None,
-                manual: None,
-            });
-        // The hand-kept endpoint wins over the listed one.
-        entry.endpoint = peer.endpoint;
-        entry.source = "manual";
-        entry.manual = Some(ManualFields {
-            identity: peer.identity,
-            registered_at: peer.registered_at,
-        });
-    }
-    let peers: Vec<PeerEntry> = merged.into_values().collect();
+            };
+            (peer.cell_id, entry)
+        })
+        .collect();
     Json(PeersAnswer {
-        cell_id: cell.cell_id().to_owned(),
         count: peers.len(),
         peers,
+        cell_id: cell.cell_id().to_owned(),
+        mesh_count: mesh.len(),
+        mesh,
     })
 }
 
-/// `POST /register_peer`: `{"cell_id", "endpoint", "identity"?}`.
+/// The answer to `/register_peer` on a cell started with
+/// `--no-register-peer` (403).
+fn register_peer_disabled() -> Response {
+    let message = "POST /register_peer is turned off on this cell (--no-register-peer); \
+                   it sends only to the cells discovery lists";
+    let body = json!({"error": message, "detail": message, "kind": "register_peer_disabled"});
+    (StatusCode::FORBIDDEN, Json(body)).into_response()
+}
+
+/// `POST /register_peer`: `{"cell_id", "endpoint", "identity"?}`; the
+/// endpoint must be a plain `http://` URL, and an IP literal must be one
+/// the peer policy allows (a name is checked when it is resolved).
 pub(crate) async fn register_peer(
     State(cell): Cell,
-    AppJson(request): AppJson<RegisterPeerRequest>,
-) -> Result<Json<RegisterPeerAnswer>, ApiError> {
-    let endpoint = request.endpoint;
-    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+    request: Result<AppJson<RegisterPeerRequest>, ApiError>,
+) -> Result<Response, ApiError> {
+    if !cell.mesh.register_peer_enabled() {
+        return Ok(register_peer_disabled());
+    }
+    let AppJson(request) = request?;
+    if request.cell_id.is_empty() || request.cell_id.len() > CELL_ID_MAX_LEN {
         return Err(ApiError::BadRequest(format!(
-            "field `endpoint` must be an http:// URL, got `{endpoint}`"
+            "field `cell_id` must be 1 to {CELL_ID_MAX_LEN} bytes"
         )));
     }
+    if request
+        .identity
+        .as_ref()
+        .is_some_and(|i| i.chars().count() > TEXT_MAX_LEN)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "field `identity` must be at most {TEXT_MAX_LEN} characters"
+        )));
+    }
+    let url = egress::endpoint_url(&request.endpoint).map_err(bad_endpoint)?;
+    cell.mesh
+        .peer_client()
+        .check_literal(&url)
+        .map_err(bad_endpoint)?;
+    let identity = request
+        .identity
+        .unwrap_or_else(|| format!("Cell {}", request.cell_id));
+    let timestamp = now_iso();
     let stored = cell.mesh.register_manual(ManualPeer {
         cell_id: request.cell_id.clone(),
-        endpoint: endpoint.trim_end_matches('/').to_owned(),
-        identity: request.identity,
-        registered_at: now_iso(),
+        endpoint: request.endpoint.trim_end_matches('/').to_owned(),
+        url,
+        identity,
+        registered_at: timestamp.clone(),
+        last_contact: None,
     });
     if !stored {
         return Err(ApiError::Unavailable("the peer list is full".into()));
@@ -99,37 +141,63 @@ pub(crate) async fn register_peer(
     Ok(Json(RegisterPeerAnswer {
         status: "registered",
         peer_id: request.cell_id,
+        timestamp,
         total_peers: cell.mesh.manual_peers().len(),
-    }))
+    })
+    .into_response())
 }
 
-/// `POST /send_to_peer`: `{"peer_id", "message", "type"?}`; 404 for an
-/// unknown peer, 502 when it cannot be reached.
+fn bad_endpoint(error: EgressError) -> ApiError {
+    ApiError::BadRequest(format!("field `endpoint` refused: {error}"))
+}
+
+/// `POST /send_to_peer`: `{"peer_id", "message", "type"?}` to a hand-kept
+/// peer: the peer's status (200), 404 for an id not registered by hand, 502
+/// `{"status": "failed", ...}` when it cannot be reached.
 pub(crate) async fn send_to_peer(
     State(cell): Cell,
     AppJson(request): AppJson<SendToPeerRequest>,
-) -> Result<Json<SendToPeerAnswer>, ApiError> {
-    let Some(peer) = cell.mesh.resolve(&request.peer_id).await else {
-        return Err(ApiError::NotFound(format!(
-            "peer `{}` is not known",
-            request.peer_id
-        )));
-    };
-    // The original alpha sent these three fields only.
-    let message = OutgoingMessage {
+) -> Result<Response, ApiError> {
+    let message = ForwardedMessage {
         from_cell: cell.cell_id().to_owned(),
-        content: request.message.0,
-        message_type: message_type_or_default(request.message_type),
-        priority: None,
-        metadata: None,
+        content: request.message,
+        message_type: request
+            .message_type
+            .unwrap_or_else(|| FORWARDED_MESSAGE_TYPE.to_owned()),
+        metadata: json!({"original_sender": cell.sandbox.manifest().identity}),
     };
-    let answer = cell.mesh.post_message(&peer.endpoint, &message).await?;
-    Ok(Json(SendToPeerAnswer {
-        status: "sent",
-        peer_id: request.peer_id,
-        response: answer.body,
-        timestamp: now_iso(),
-    }))
+    match cell
+        .mesh
+        .send_to_hand_kept(&request.peer_id, &message, now_iso)
+        .await
+    {
+        Ok(status) => Ok(Json(SendToPeerAnswer {
+            status: "sent",
+            peer_id: request.peer_id,
+            response_status: status.as_u16(),
+            timestamp: now_iso(),
+        })
+        .into_response()),
+        Err(HandKeptError::NotRegistered) => {
+            Err(ApiError::NotFound(HandKeptError::NotRegistered.to_string()))
+        }
+        Err(HandKeptError::Peer(error)) => {
+            tracing::warn!(peer_id = %request.peer_id, %error, "send_to_peer failed");
+            let kind = match error {
+                PeerError::Egress(_) => "peer_refused",
+                _ => "peer_unreachable",
+            };
+            let error = error.to_string();
+            let body = SendToPeerFailure {
+                status: "failed",
+                peer_id: request.peer_id,
+                detail: error.clone(),
+                error,
+                kind,
+            };
+            Ok((StatusCode::BAD_GATEWAY, Json(body)).into_response())
+        }
+    }
 }
 
 /// `POST /send`: `{"to_cell", "content", "message_type"?, "priority"?,

@@ -6,8 +6,15 @@ use serde::de::{Error as _, Unexpected};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
-use crate::mesh::{DEFAULT_MESSAGE_TYPE, DEFAULT_PRIORITY};
+use super::answers::ContractShape;
+use crate::mesh::DEFAULT_PRIORITY;
 use crate::plugin::bindings::Primitive;
+
+/// `message_type` of a message that names none, on the HTTP API: the
+/// original's `general`.
+pub(crate) const DEFAULT_MESSAGE_TYPE: &str = "general";
+/// `from_cell` of a `/sync` that names none (the original alpha's).
+pub(crate) const UNKNOWN_PEER: &str = "unknown";
 
 /// Free text the original cells accepted as any JSON value: a string as it
 /// is, anything else as its JSON text.
@@ -54,6 +61,12 @@ pub(crate) fn metadata_text(metadata: Option<&Value>) -> String {
     metadata.map_or_else(|| "{}".to_owned(), Value::to_string)
 }
 
+/// Metadata as a message is stored: as received, `{}` when none was sent
+/// (the original's default).
+pub(crate) fn metadata_or_default(metadata: Option<Value>) -> Value {
+    metadata.unwrap_or_else(|| Value::Object(serde_json::Map::new()))
+}
+
 /// `POST /consciousness/sync` (pure).
 #[derive(Debug, Deserialize)]
 pub(crate) struct ConsciousnessSyncRequest {
@@ -67,13 +80,13 @@ pub(crate) struct ConsciousnessSyncRequest {
     pub peer_id: Option<String>,
 }
 
-/// `POST /sync` (alpha).
+/// `POST /sync` (alpha): both fields optional, as the original's.
 #[derive(Debug, Deserialize)]
 pub(crate) struct PeerSyncRequest {
-    /// Who asks.
-    pub from_cell: String,
-    /// Its level.
-    pub consciousness_level: f64,
+    /// Who asks; [`UNKNOWN_PEER`] when absent.
+    pub from_cell: Option<String>,
+    /// Its level; 0.0 when absent.
+    pub consciousness_level: Option<f64>,
 }
 
 /// `POST /message`.
@@ -83,12 +96,28 @@ pub(crate) struct MessageRequest {
     pub from_cell: String,
     /// Content.
     pub content: Text,
-    /// Kind; [`DEFAULT_MESSAGE_TYPE`] when absent.
+    /// Kind, as pure and cellmesh's hosts send it.
     pub message_type: Option<String>,
+    /// Kind, as the original alpha read it (`/send_to_peer` sends it).
+    #[serde(rename = "type")]
+    pub sender_type: Option<String>,
     /// Priority; [`DEFAULT_PRIORITY`] when absent.
     pub priority: Option<String>,
     /// Any JSON, kept as received.
     pub metadata: Option<Value>,
+}
+
+impl MessageRequest {
+    /// The message's kind: a pure-shaped cell reads `message_type` first, an
+    /// alpha-shaped one the sender's `type` first (each as its original
+    /// did), then the other; [`DEFAULT_MESSAGE_TYPE`] when neither is sent.
+    pub(crate) fn take_message_type(&mut self, shape: ContractShape) -> String {
+        let (first, second) = match shape {
+            ContractShape::Pure => (&mut self.message_type, &mut self.sender_type),
+            ContractShape::Alpha => (&mut self.sender_type, &mut self.message_type),
+        };
+        message_type_or_default(first.take().or_else(|| second.take()))
+    }
 }
 
 /// `POST /register_peer` (alpha).
@@ -96,20 +125,20 @@ pub(crate) struct MessageRequest {
 pub(crate) struct RegisterPeerRequest {
     /// The peer's id.
     pub cell_id: String,
-    /// Base URL of its API (`http://` or `https://`).
+    /// Base URL of its API (a plain `http://` URL).
     pub endpoint: String,
-    /// Its identity.
+    /// Its identity; `Cell ID` when absent (the original's).
     pub identity: Option<String>,
 }
 
 /// `POST /send_to_peer` (alpha).
 #[derive(Debug, Deserialize)]
 pub(crate) struct SendToPeerRequest {
-    /// A hand-kept or listed peer.
+    /// A hand-kept peer (`/register_peer`).
     pub peer_id: String,
-    /// What to send.
-    pub message: Text,
-    /// Kind; [`DEFAULT_MESSAGE_TYPE`] when absent.
+    /// What to send: any JSON, passed on as it was sent (as the original).
+    pub message: Value,
+    /// Kind; `forwarded` when absent (the original's).
     #[serde(rename = "type")]
     pub message_type: Option<String>,
 }
@@ -156,6 +185,32 @@ mod tests {
             read::<Text>(json!({"a": [1]})),
             Ok(Text(r#"{"a":[1]}"#.into()))
         );
+    }
+
+    #[test]
+    fn each_shape_reads_its_originals_kind_field_first() {
+        let request = |body: Value| read::<MessageRequest>(body).unwrap();
+        let both = json!({"from_cell": "a", "content": "c",
+                          "message_type": "mine", "type": "alphas"});
+        assert_eq!(
+            request(both.clone()).take_message_type(ContractShape::Pure),
+            "mine"
+        );
+        assert_eq!(
+            request(both).take_message_type(ContractShape::Alpha),
+            "alphas"
+        );
+        let only_type = json!({"from_cell": "a", "content": "c", "type": "forwarded"});
+        assert_eq!(
+            request(only_type).take_message_type(ContractShape::Pure),
+            "forwarded"
+        );
+        let neither = json!({"from_cell": "a", "content": "c"});
+        assert_eq!(
+            request(neither).take_message_type(ContractShape::Alpha),
+            "general"
+        );
+        assert_eq!(metadata_or_default(None), json!({}));
     }
 
     #[test]

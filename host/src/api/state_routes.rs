@@ -5,19 +5,19 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use serde::Deserialize;
-use serde_json::Value;
 
 use super::ApiError;
 use super::answers::{
     CapabilityDetail, ConsciousnessAnswer, ConsciousnessSyncAnswer, ConsciousnessView,
-    DiscoverAnswer, HealthAnswer, Labeled, MessageAnswer, MessagesAnswer, PeerSyncAnswer,
-    PrimitivesAnswer, primitives_by_name,
+    ContractShape, DiscoverAnswer, HealthAnswer, Labeled, MessageAnswer, MessagesAnswer,
+    PeerSyncAnswer, PrimitivesAnswer, primitives_by_name, server_name,
 };
 use super::body::AppJson;
 use super::requests::{
-    ConsciousnessSyncRequest, MessageRequest, PeerSyncRequest, message_type_or_default,
+    ConsciousnessSyncRequest, MessageRequest, PeerSyncRequest, UNKNOWN_PEER, metadata_or_default,
     metadata_text, priority_or_default,
 };
 use crate::cell::{CellRuntime, now_iso};
@@ -25,6 +25,11 @@ use crate::messages::{MESSAGES_KEPT, MessageReply, StoredMessage, SyncRecord};
 use crate::plugin::bindings::{Message, Primitive, SyncRequest};
 
 type Cell = State<Arc<CellRuntime>>;
+
+/// Which original cell's shape this cell answers in.
+pub(super) fn contract_shape(cell: &CellRuntime) -> ContractShape {
+    ContractShape::of(&cell.sandbox.manifest().cell_type)
+}
 
 fn capability_names(cell: &CellRuntime) -> Vec<String> {
     cell.sandbox
@@ -64,13 +69,24 @@ fn consciousness_view(
 }
 
 /// `GET /health`: the union of pure's and alpha's answers; `status` is the
-/// manifest's health-status.
+/// manifest's health-status; alpha's `server` in alpha's shape only.
 pub(crate) async fn health(State(cell): Cell) -> Result<Json<Labeled<HealthAnswer>>, ApiError> {
-    let state = cell.sandbox.state().await?;
-    cell.set_level(state.consciousness_level);
+    // Never waits on the plugin: the last state it reported (the plugin
+    // watch refreshes it) with the last level any call reported.
+    let plugin = cell.plugin_view();
+    let state = crate::plugin::bindings::CellState {
+        consciousness_level: cell.level(),
+        primitives: plugin
+            .state
+            .as_ref()
+            .map(|s| s.primitives.clone())
+            .unwrap_or_default(),
+    };
     let manifest = cell.sandbox.manifest();
     let answer = HealthAnswer {
         status: manifest.health_status.clone(),
+        server: (contract_shape(&cell) == ContractShape::Alpha)
+            .then(|| server_name(&manifest.labels, &manifest.identity)),
         cell_id: cell.cell_id().to_owned(),
         branch: cell.identity.branch.clone(),
         cell_type: manifest.cell_type.clone(),
@@ -81,6 +97,8 @@ pub(crate) async fn health(State(cell): Cell) -> Result<Json<Labeled<HealthAnswe
         peers_count: known_peers_count(&cell),
         messages_count: cell.messages.len(),
         registered: cell.is_registered(),
+        registration: cell.registration_status(),
+        plugin,
         timestamp: now_iso(),
     };
     Ok(Json(Labeled::new(answer, &manifest.labels)))
@@ -112,11 +130,13 @@ pub(crate) async fn primitives(
     Ok(Json(Labeled::new(answer, &cell.sandbox.manifest().labels)))
 }
 
-/// `POST /consciousness/sync` (pure): `{"level", "context"?}`.
+/// `POST /consciousness/sync` (pure): `{"level", "context"?}`; an invalid
+/// body answers 422, as pure's did.
 pub(crate) async fn consciousness_sync(
     State(cell): Cell,
-    AppJson(request): AppJson<ConsciousnessSyncRequest>,
+    body: Result<AppJson<ConsciousnessSyncRequest>, ApiError>,
 ) -> Result<Json<Labeled<ConsciousnessSyncAnswer>>, ApiError> {
+    let AppJson(request) = body.map_err(ApiError::unprocessable)?;
     let outcome = cell
         .sandbox
         .sync(&SyncRequest {
@@ -135,16 +155,18 @@ pub(crate) async fn consciousness_sync(
     Ok(Json(Labeled::new(answer, &outcome.labels)))
 }
 
-/// `POST /sync` (alpha): `{"from_cell", "consciousness_level"}`.
+/// `POST /sync` (alpha): `{"from_cell"?, "consciousness_level"?}`
+/// (defaults `unknown` and 0.0, as the original's).
 pub(crate) async fn sync(
     State(cell): Cell,
     AppJson(request): AppJson<PeerSyncRequest>,
 ) -> Result<Json<Labeled<PeerSyncAnswer>>, ApiError> {
-    let their_level = request.consciousness_level;
+    let peer_id = request.from_cell.unwrap_or_else(|| UNKNOWN_PEER.to_owned());
+    let their_level = request.consciousness_level.unwrap_or(0.0);
     let outcome = cell
         .sandbox
         .sync(&SyncRequest {
-            peer_id: request.from_cell.clone(),
+            peer_id: peer_id.clone(),
             peer_level: their_level,
             context: Vec::new(),
         })
@@ -152,8 +174,8 @@ pub(crate) async fn sync(
     cell.set_level(outcome.new_level);
     let timestamp = now_iso();
     cell.syncs.push(SyncRecord {
-        from_cell: request.from_cell,
-        their_level,
+        peer_id,
+        level: their_level,
         our_level: outcome.new_level,
         delta: outcome.delta,
         timestamp: timestamp.clone(),
@@ -168,12 +190,13 @@ pub(crate) async fn sync(
     Ok(Json(Labeled::new(answer, &outcome.labels)))
 }
 
-/// `POST /message`: `{"from_cell", "content", "message_type"?, "priority"?, "metadata"?}`.
+/// `POST /message`: `{"from_cell", "content", "message_type"?, "type"?,
+/// "priority"?, "metadata"?}`.
 pub(crate) async fn message(
     State(cell): Cell,
-    AppJson(request): AppJson<MessageRequest>,
+    AppJson(mut request): AppJson<MessageRequest>,
 ) -> Result<Json<MessageAnswer>, ApiError> {
-    let message_type = message_type_or_default(request.message_type);
+    let message_type = request.take_message_type(contract_shape(&cell));
     let priority = priority_or_default(request.priority);
     let msg = Message {
         from_cell: request.from_cell.clone(),
@@ -198,8 +221,8 @@ pub(crate) async fn message(
         content: request.content.0,
         message_type,
         priority,
-        metadata: request.metadata.unwrap_or(Value::Null),
-        timestamp: timestamp.clone(),
+        metadata: metadata_or_default(request.metadata),
+        received_at: timestamp.clone(),
         reply: reply.clone(),
     });
     Ok(Json(MessageAnswer {
@@ -221,25 +244,33 @@ pub(crate) struct MessagesQuery {
 /// Default number of messages `/messages` lists.
 const DEFAULT_MESSAGES_LIMIT: usize = 20;
 
-/// `GET /messages?limit=20&from_cell=X`.
+/// `GET /messages?limit=20&from_cell=X`; a query that does not parse (a
+/// `limit` that is not a count) is a 400 in the API's format.
 pub(crate) async fn messages(
     State(cell): Cell,
-    Query(query): Query<MessagesQuery>,
-) -> Json<MessagesAnswer> {
+    query: Result<Query<MessagesQuery>, QueryRejection>,
+) -> Result<Json<MessagesAnswer>, ApiError> {
+    let Query(query) = query.map_err(|rejection| {
+        ApiError::BadRequest(format!(
+            "invalid query: {} (`limit` must be a count, `from_cell` a cell id)",
+            rejection.body_text()
+        ))
+    })?;
     let limit = query
         .limit
         .unwrap_or(DEFAULT_MESSAGES_LIMIT)
         .min(MESSAGES_KEPT);
     let (messages, total) = cell.messages.recent(limit, query.from_cell.as_deref());
-    Json(MessagesAnswer {
+    Ok(Json(MessagesAnswer {
         messages,
         total,
         cell_id: cell.cell_id().to_owned(),
-    })
+    }))
 }
 
-/// Every endpoint `/discover` lists, by name.
-const ENDPOINTS: [(&str, &str); 14] = [
+/// Every endpoint `/discover` lists, by name: the original's five (`health`,
+/// `consciousness`, `message`, `sync`, `peers`) and the host's others.
+const ENDPOINTS: [(&str, &str); 15] = [
     ("health", "/health"),
     ("consciousness", "/consciousness"),
     ("primitives", "/consciousness/primitives"),
@@ -249,6 +280,7 @@ const ENDPOINTS: [(&str, &str); 14] = [
     ("messages", "/messages"),
     ("discover", "/discover"),
     ("metrics", "/metrics"),
+    ("metrics_prometheus", "/metrics/prometheus"),
     ("peers", "/peers"),
     ("register_peer", "/register_peer"),
     ("send_to_peer", "/send_to_peer"),
@@ -256,13 +288,9 @@ const ENDPOINTS: [(&str, &str); 14] = [
     ("invoke", "/invoke/{capability}"),
 ];
 
-/// `GET /discover` (alpha): who the cell is and where its endpoints are.
+/// `GET /discover` (alpha): who the cell is and the paths of its endpoints.
 pub(crate) async fn discover(State(cell): Cell) -> Json<DiscoverAnswer> {
     let manifest = cell.sandbox.manifest();
-    let base = format!(
-        "http://{}:{}",
-        cell.identity.advertise_host, cell.identity.advertise_port
-    );
     Json(DiscoverAnswer {
         cell_id: cell.cell_id().to_owned(),
         identity: manifest.identity.clone(),
@@ -280,9 +308,7 @@ pub(crate) async fn discover(State(cell): Cell) -> Json<DiscoverAnswer> {
                 example_input: c.example_input.clone(),
             })
             .collect(),
-        endpoints: ENDPOINTS
-            .into_iter()
-            .map(|(name, path)| (name, format!("{base}{path}")))
-            .collect(),
+        endpoints: ENDPOINTS.into_iter().collect(),
+        timestamp: now_iso(),
     })
 }

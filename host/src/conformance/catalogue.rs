@@ -56,6 +56,8 @@ pub enum CheckId {
     BinarySize,
     /// `CM17-startup-time`
     StartupTime,
+    /// `CM18-wall-clock`
+    WallClock,
 }
 
 /// The constant data of one check.
@@ -76,7 +78,7 @@ pub struct CheckSpec {
 
 /// Every check, in id order: row `i` describes the check whose
 /// discriminant is `i` (asserted at compile time below).
-pub static CATALOGUE: [CheckSpec; 17] = [
+pub static CATALOGUE: [CheckSpec; 18] = [
     CheckSpec {
         check: CheckId::Component,
         id: "CM01-component",
@@ -117,9 +119,10 @@ pub static CATALOGUE: [CheckSpec; 17] = [
         id: "CM05-manifest",
         title: "the manifest follows the contract's rules",
         required: true,
-        fix: "fix `manifest`: cell-id 1 to 64 characters of [A-Za-z0-9._-], a non-empty \
-              cell-type, unique non-empty capability names, a finite consciousness-level in \
-              [0, 1000], finite primitive values",
+        fix: "fix `manifest`: cell-id 1 to 128 characters of [A-Za-z0-9._:-], a non-empty \
+              cell-type, at most 64 unique non-empty capability names, text fields of at most \
+              255 characters, a finite consciousness-level in [0, 1000], finite primitive \
+              values",
     },
     CheckSpec {
         check: CheckId::Callable,
@@ -222,6 +225,16 @@ pub static CATALOGUE: [CheckSpec; 17] = [
               starts are fast; a smaller component compiles faster; slow instantiation means \
               heavy start-up work in the component",
     },
+    CheckSpec {
+        check: CheckId::WallClock,
+        id: "CM18-wall-clock",
+        title: "every call returns within the wall-clock bound",
+        required: true,
+        fix: "never sleep or block in an export (wasi:io/poll, monotonic-clock subscriptions, \
+              long waits): the host stops a call at its wall-clock bound (1.75 s by default) \
+              and replaces the instance, losing its state; keep sends to peers few and quick \
+              (at most 8 sends and 1 s per call)",
+    },
 ];
 
 // A row out of place would give a check another check's id and advice.
@@ -238,8 +251,8 @@ const _: () = {
 
 impl CheckId {
     /// Every check, in id order.
-    pub const ALL: [CheckId; 17] = {
-        let mut all = [CheckId::Component; 17];
+    pub const ALL: [CheckId; 18] = {
+        let mut all = [CheckId::Component; 18];
         let mut i = 0;
         while i < all.len() {
             all[i] = CATALOGUE[i].check;

@@ -156,7 +156,10 @@ async fn run_checks(
         Err(LoadError::Call { path, failure }) => {
             let limit_failure = matches!(
                 failure,
-                PluginError::Timeout { .. } | PluginError::MemoryExceeded { .. }
+                PluginError::Timeout { .. }
+                    | PluginError::WallTimeout { .. }
+                    | PluginError::Busy { .. }
+                    | PluginError::MemoryExceeded { .. }
             );
             let record = CallRecord {
                 check: CheckId::Manifest,
@@ -180,6 +183,10 @@ async fn run_checks(
                 );
                 results.push(
                     probes::memory_cap(&calls, 0, options.limits.memory_limit_mib()),
+                    Duration::ZERO,
+                );
+                results.push(
+                    probes::wall_clock(&calls, options.limits.call_wall_timeout),
                     Duration::ZERO,
                 );
             }
@@ -236,6 +243,10 @@ async fn run_checks(
     );
     results.push(
         advisory::startup_time(cache_outcome, compile, Some(report.instantiate)),
+        Duration::ZERO,
+    );
+    results.push(
+        probes::wall_clock(&calls, options.limits.call_wall_timeout),
         Duration::ZERO,
     );
 }

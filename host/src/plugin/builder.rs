@@ -12,7 +12,8 @@ use super::bindings::CellPre;
 use super::cache::{CacheOutcome, ComponentCache};
 use super::engine::PluginEngine;
 use super::error::LoadError;
-use super::instance::{Instances, SandboxLimits};
+use super::instance::{Instances, export_call};
+use super::limits::SandboxLimits;
 use super::sandbox::{LoadReport, PluginSandbox};
 use super::state::{HostServices, IsolatedServices};
 use super::validate;
@@ -110,7 +111,7 @@ impl<'a> SandboxBuilder<'a> {
         self
     }
 
-    /// The CPU deadline and memory cap every call and instance runs under.
+    /// The bounds every call and instance runs under.
     pub fn limits(mut self, limits: SandboxLimits) -> Self {
         self.limits = limits;
         self
@@ -184,9 +185,11 @@ impl<'a> SandboxBuilder<'a> {
         let pre = CellPre::new(instance_pre).map_err(link)?;
         let instances = Instances::new(engine.clone(), pre, limits, services);
         let manifest = instances
-            .call(None, "manifest", async |guest, store| {
-                guest.call_manifest(store).await
-            })
+            .call(
+                None,
+                "manifest",
+                export_call(|guest, store| Box::pin(guest.call_manifest(store))),
+            )
             .await
             .map_err(|failure| LoadError::Call {
                 path: path.into(),

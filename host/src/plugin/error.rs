@@ -121,10 +121,38 @@ fn describe_found(found: &[String]) -> String {
     }
 }
 
-/// Why a call into a plugin failed. After any of these the instance is
-/// discarded and the next call gets a fresh one.
+/// Why a call into a plugin failed. After a trap, a deadline, a
+/// wall-clock timeout or the memory cap the instance is discarded and the
+/// next call gets a fresh one; after [`PluginError::InvalidOutput`] it is
+/// kept; [`PluginError::Busy`] never reached it.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PluginError {
+    /// The call ran past its wall-clock bound (it slept, waited on
+    /// `send-message` or was starved) and was dropped; the instance is
+    /// replaced.
+    #[error(
+        "plugin call exceeded its wall-clock bound of {} ms (in `{export}`); it was stopped \
+         and the plugin's instance replaced",
+        limit.as_millis()
+    )]
+    WallTimeout {
+        /// The export called.
+        export: &'static str,
+        /// The bound.
+        limit: Duration,
+    },
+    /// The instance stayed busy with other calls past the wall-clock
+    /// bound; the call was not made.
+    #[error(
+        "plugin is busy: its instance stayed taken for {} ms (calling `{export}`); try again later",
+        waited.as_millis()
+    )]
+    Busy {
+        /// The export that was to be called.
+        export: &'static str,
+        /// How long the call waited.
+        waited: Duration,
+    },
     /// The call ran past its CPU deadline and was interrupted.
     #[error("plugin exceeded its CPU deadline of {} ms (in `{export}`)", limit.as_millis())]
     Timeout {
@@ -163,15 +191,29 @@ pub enum PluginError {
 }
 
 impl PluginError {
-    /// A short machine-readable kind: `timeout`, `memory`, `trap`,
-    /// `instantiate`, `invalid_output`.
+    /// A short machine-readable kind: `timeout` (CPU deadline),
+    /// `wall_timeout`, `busy`, `memory`, `trap`, `instantiate`,
+    /// `invalid_output`.
     pub fn kind(&self) -> &'static str {
         match self {
+            PluginError::WallTimeout { .. } => "wall_timeout",
+            PluginError::Busy { .. } => "busy",
             PluginError::Timeout { .. } => "timeout",
             PluginError::MemoryExceeded { .. } => "memory",
             PluginError::Trapped { .. } => "trap",
             PluginError::Instantiate(_) => "instantiate",
             PluginError::InvalidOutput { .. } => "invalid_output",
+        }
+    }
+
+    /// How long a client should wait before trying again (the `Retry-After`
+    /// of a busy answer): the wait, in whole seconds, at least one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            PluginError::Busy { waited, .. } => Some(Duration::from_secs(
+                waited.as_secs_f64().ceil().max(1.0) as u64,
+            )),
+            _ => None,
         }
     }
 }

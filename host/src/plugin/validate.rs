@@ -1,8 +1,16 @@
 //! Checks made before a plugin runs: is the file a component, does it
 //! target our world and version with every export, is its manifest sound.
+//!
+//! The manifest is held to the one set of limits in
+//! [`cellmesh_wire::limits`], the ones discovery applies to what the host
+//! registers from it (cell id, `type`, `branch`, `services`), so a plugin
+//! that loads is one discovery accepts; fields that stay in the host are
+//! held to the limits of [`super::output`].
 
 use std::collections::HashSet;
 use std::path::Path;
+
+use cellmesh_wire::limits::{CELL_ID_MAX_LEN, LEVEL_MAX, SERVICES_MAX, is_valid_cell_id};
 
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -10,11 +18,18 @@ use wasmtime::component::types::ComponentItem;
 
 use super::bindings::Manifest;
 use super::error::{GUEST_FUNCTIONS, LoadError};
+use super::output::{
+    DESCRIPTION_MAX_BYTES, EXAMPLE_INPUT_MAX_BYTES, label_problems, primitive_problems,
+    too_long_bytes, too_long_chars,
+};
 
-/// Longest cell id the contract allows.
-pub const MAX_CELL_ID_LEN: usize = 64;
+/// Longest cell id the contract allows: discovery's
+/// ([`cellmesh_wire::limits::CELL_ID_MAX_LEN`]).
+pub const MAX_CELL_ID_LEN: usize = CELL_ID_MAX_LEN;
+/// The characters a cell id may have, for messages.
+pub const CELL_ID_CHARS: &str = "[A-Za-z0-9._:-]";
 /// Largest starting level the contract allows.
-pub const MAX_LEVEL: f64 = 1000.0;
+pub const MAX_LEVEL: f64 = LEVEL_MAX;
 /// The `cellmesh:cell` package versions this host runs.
 pub const SUPPORTED_VERSIONS: &str = "0.1.x";
 
@@ -94,13 +109,10 @@ pub fn check_exports(path: &Path, engine: &Engine, component: &Component) -> Res
     })
 }
 
-/// Whether `id` is a valid cell id: 1 to 64 characters of `[A-Za-z0-9._-]`.
+/// Whether `id` is a valid cell id: 1 to [`MAX_CELL_ID_LEN`] characters of
+/// [`CELL_ID_CHARS`], exactly what discovery accepts.
 pub fn valid_cell_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= MAX_CELL_ID_LEN
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    is_valid_cell_id(id)
 }
 
 /// Every rule of the contract the manifest breaks (empty when sound).
@@ -108,23 +120,51 @@ pub fn manifest_problems(manifest: &Manifest) -> Vec<String> {
     let mut problems = Vec::new();
     if !valid_cell_id(&manifest.cell_id) {
         problems.push(format!(
-            "cell-id {:?} must be 1 to {MAX_CELL_ID_LEN} characters from [A-Za-z0-9._-]",
+            "cell-id {:?} must be 1 to {MAX_CELL_ID_LEN} characters from {CELL_ID_CHARS}",
             manifest.cell_id
         ));
     }
     if manifest.cell_type.trim().is_empty() {
         problems.push("cell-type must not be empty (discovery reports it as `type`)".to_owned());
     }
+    // Text fields: discovery's limit for those it receives, the same for
+    // those the host serves.
+    for (field, value) in [
+        ("cell-type", &manifest.cell_type),
+        ("branch", &manifest.branch),
+        ("identity", &manifest.identity),
+        ("evolutionary-stage", &manifest.evolutionary_stage),
+        ("health-status", &manifest.health_status),
+    ] {
+        problems.extend(too_long_chars(field, value));
+    }
+    let count = manifest.capabilities.len();
+    if count > SERVICES_MAX {
+        problems.push(format!(
+            "{count} capabilities (services): discovery accepts at most {SERVICES_MAX}"
+        ));
+    }
     let mut seen = HashSet::new();
     for capability in &manifest.capabilities {
-        if capability.name.trim().is_empty() {
+        let name = &capability.name;
+        if name.trim().is_empty() {
             problems.push("a capability (service) has an empty name".to_owned());
-        } else if !seen.insert(capability.name.as_str()) {
+        } else if !seen.insert(name.as_str()) {
             problems.push(format!(
-                "capability (service) {:?} is listed more than once",
-                capability.name
+                "capability (service) {name:?} is listed more than once"
             ));
         }
+        problems.extend(too_long_chars("a capability (service) name", name));
+        problems.extend(too_long_bytes(
+            &format!("the description of capability {:?}", short(name)),
+            &capability.description,
+            DESCRIPTION_MAX_BYTES,
+        ));
+        problems.extend(too_long_bytes(
+            &format!("the example-input of capability {:?}", short(name)),
+            &capability.example_input,
+            EXAMPLE_INPUT_MAX_BYTES,
+        ));
     }
     let level = manifest.consciousness_level;
     if !level.is_finite() {
@@ -147,7 +187,14 @@ pub fn manifest_problems(manifest: &Manifest) -> Vec<String> {
             ));
         }
     }
+    problems.extend(primitive_problems("primitives", &manifest.primitives));
+    problems.extend(label_problems("labels", &manifest.labels));
     problems
+}
+
+/// The first 32 characters of `text`, for messages.
+fn short(text: &str) -> String {
+    text.chars().take(32).collect()
 }
 
 #[cfg(test)]
@@ -166,9 +213,11 @@ mod tests {
     fn cell_ids_follow_the_contract() {
         assert!(valid_cell_id("alpha"));
         assert!(valid_cell_id("alpha-1.b_2"));
+        assert!(valid_cell_id("zone:alpha"));
+        assert!(valid_cell_id(&"x".repeat(128)));
         assert!(!valid_cell_id(""));
         assert!(!valid_cell_id("has space"));
-        assert!(!valid_cell_id(&"x".repeat(65)));
+        assert!(!valid_cell_id(&"x".repeat(129)));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use cell_host::plugin::{ComponentCache, SandboxLimits};
 use cellmesh_artifacts::{
     ALPHA_WASM, FIXTURE_ALLOC_WASM, FIXTURE_BAD_MANIFEST_WASM, FIXTURE_LOOP_WASM,
     FIXTURE_MISSING_EXPORT_WASM, FIXTURE_NOT_WASM, FIXTURE_OTHER_VERSION_WASM,
-    FIXTURE_OTHER_WORLD_WASM, FIXTURE_TRAP_WASM, PURE_WASM,
+    FIXTURE_OTHER_WORLD_WASM, FIXTURE_SLEEP_WASM, FIXTURE_TRAP_WASM, PURE_WASM,
 };
 use serde_json::Value;
 
@@ -29,13 +29,23 @@ const LOOP_DEADLINE_MS: u64 = 1_000;
 /// tests something else.
 const UNREACHABLE_DEADLINE_MS: u64 = 60_000;
 
-/// Runs the suite in-process with the shared compile cache.
-async fn suite(plugin: &str, call_timeout_ms: u64, memory_limit_mb: usize) -> Report {
+/// The wall-clock bound of the sleeping fixture's run, the one limit it
+/// must hit: its exports sleep 60 s, far past it, and the CPU deadline is
+/// unreachable.
+const SLEEP_WALL_MS: u64 = 2_000;
+
+/// Runs the suite in-process with the shared compile cache; the wall-clock
+/// bound is derived from the CPU deadline (so it is unreachable when the
+/// deadline is).
+async fn suite(plugin: &str, call_timeout_ms: u64, memory_limit_mb: u64) -> Report {
+    let limits = SandboxLimits::new(Duration::from_millis(call_timeout_ms), memory_limit_mb);
+    suite_with(plugin, limits).await
+}
+
+/// Runs the suite in-process with the shared compile cache and `limits`.
+async fn suite_with(plugin: &str, limits: SandboxLimits) -> Report {
     let options = ConformanceOptions {
-        limits: SandboxLimits {
-            call_timeout: Duration::from_millis(call_timeout_ms),
-            memory_limit_bytes: memory_limit_mb << 20,
-        },
+        limits,
         cache: Some(ComponentCache::new(support::cache_dir())),
         ..ConformanceOptions::default()
     };
@@ -149,6 +159,51 @@ async fn a_looping_plugin_fails_the_deadline_check() {
     assert!(!check.message.contains("(2x)"), "{}", check.message);
 }
 
+/// Finding: a plugin sleeping in an export (`wasi:io/poll`) hung the
+/// suite, the CPU deadline never firing. Every call is bounded by the
+/// wall-clock bound now: the suite finishes (one bound per export and
+/// check, about 8 here) and fails CM18, naming where.
+#[tokio::test]
+async fn a_sleeping_plugin_is_bounded_and_fails_the_wall_clock_check() {
+    let limits = SandboxLimits::new(Duration::from_millis(UNREACHABLE_DEADLINE_MS), 64)
+        .with_wall_timeout(Some(Duration::from_millis(SLEEP_WALL_MS)));
+    let started = std::time::Instant::now();
+    let report = tokio::time::timeout(
+        Duration::from_secs(120),
+        suite_with(FIXTURE_SLEEP_WASM, limits),
+    )
+    .await
+    .expect("the suite finishes");
+    assert!(
+        started.elapsed() < Duration::from_secs(100),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!report.passed);
+    expect(
+        &report,
+        CheckId::WallClock,
+        Status::Fail,
+        &[
+            "exceeded its wall-clock bound of 2000 ms",
+            "`handle-message` in CM06-callable (1x)",
+            "`sync` in CM06-callable (1x)",
+            "`invoke` in CM06-callable (1x)",
+        ],
+    );
+    expect(
+        &report,
+        CheckId::Callable,
+        Status::Fail,
+        &["wall-clock bound"],
+    );
+    // The well-behaved exports pass, and so do the other limits' checks.
+    expect(&report, CheckId::Evolution, Status::Pass, &[]);
+    expect(&report, CheckId::Shutdown, Status::Pass, &[]);
+    expect(&report, CheckId::CpuDeadline, Status::Pass, &[]);
+    expect(&report, CheckId::MemoryCap, Status::Pass, &[]);
+}
+
 #[tokio::test]
 async fn a_trapping_plugin_is_reported_as_trapping() {
     let report = suite(FIXTURE_TRAP_WASM, UNREACHABLE_DEADLINE_MS, 64).await;
@@ -207,7 +262,7 @@ async fn a_bad_manifest_fails_the_manifest_check_and_still_gets_the_others() {
         Status::Fail,
         &[
             "has an invalid manifest",
-            "cell-id \"bad id!/..\" must be 1 to 64 characters",
+            "cell-id \"bad id!/..\" must be 1 to 128 characters",
             "\"echo\" is listed more than once",
             "empty name",
             "NaN is not a finite number",
@@ -430,7 +485,8 @@ async fn the_binary_exits_1_for_a_fixture_with_failures_and_skips_in_junit() -> 
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&json)?)?;
     assert_eq!(report["passed"], false);
     assert_eq!(report["counts"]["fail"], 1);
-    assert_eq!(report["counts"]["skip"], 11);
+    // CM05 to CM15 and CM18.
+    assert_eq!(report["counts"]["skip"], 12);
     check_junit(&std::fs::read_to_string(&junit)?, &report);
 
     // A report with failures of the behavioural kind, through the library.

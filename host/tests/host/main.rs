@@ -5,13 +5,24 @@
 //! example cells.
 
 mod conformance;
+mod contest;
+mod contract;
+mod discovery_load;
+mod egress;
 mod examples;
+mod fake;
 mod lifecycle;
+mod liveness;
 mod messages;
+mod peer_contract;
 mod process;
 mod refused;
 mod router;
 mod sandbox;
+mod sandbox_bounds;
+mod sandbox_trust;
+mod shutdown;
+mod slow_clients;
 mod support;
 
 /// Discovery's TTL in tests: long, so only a deregistration removes a peer.

@@ -33,6 +33,10 @@ async fn check_fixture(
             &call_timeout_ms,
             "--memory-limit-mb",
             "16",
+            // The CPU deadline, the memory cap or a trap is under test: the
+            // wall-clock bound stays out of reach.
+            "--call-wall-timeout-ms",
+            "120000",
             "--heartbeat-ms",
             "100",
             "--unique-id",

@@ -182,6 +182,8 @@ pub fn args(plugin: &str, discovery: &str, extra: &[&str]) -> HostConfig {
 pub struct Host {
     pub addr: SocketAddr,
     pub cell_id: String,
+    /// The cell's shared state, to look inside from tests.
+    pub cell: std::sync::Arc<cell_host::cell::CellRuntime>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), cell_host::Error>>>,
 }
@@ -193,6 +195,7 @@ impl Host {
         let host = cell_host::start(config, listener).await?;
         let addr = host.local_addr()?;
         let cell_id = host.cell().cell_id().to_owned();
+        let cell = host.cell().clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(host.serve(async move {
             let _ = stopped.await;
@@ -200,6 +203,7 @@ impl Host {
         Ok(Self {
             addr,
             cell_id,
+            cell,
             stop: Some(stop),
             task: Some(task),
         })
@@ -208,6 +212,33 @@ impl Host {
     /// Base URL of its API.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Whether `serve` is still running.
+    pub fn is_running(&self) -> bool {
+        self.task.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Waits (at most `within`) for `serve` to end by itself, and returns
+    /// how it ended; `Err` when it was still running after `within`.
+    pub async fn ended_within(&mut self, within: Duration) -> Result<Result<(), cell_host::Error>> {
+        let task = self.task.as_mut().context("already stopped")?;
+        let ended = tokio::time::timeout(within, task)
+            .await
+            .with_context(|| format!("serve still running after {within:?}"))?;
+        self.task = None;
+        Ok(ended?)
+    }
+
+    /// `GET path` as text, with the status.
+    pub async fn get_text(&self, path: &str) -> (u16, String) {
+        let response = client()
+            .get(format!("{}{path}", self.url()))
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap_or_default())
     }
 
     /// Shuts it down and returns how `serve` ended.
@@ -259,6 +290,46 @@ impl Drop for Host {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+    }
+}
+
+/// Registers `cell_id` at `ip:port` with the discovery at `url`, as
+/// another party would (with `token` as bearer, if given); answers the
+/// status and body.
+pub async fn register_as(
+    url: &str,
+    cell_id: &str,
+    ip: &str,
+    port: u16,
+    token: Option<&str>,
+) -> Result<(u16, Value)> {
+    let mut request = client()
+        .post(format!("{url}/register"))
+        .json(&serde_json::json!({"cell_id": cell_id, "ip": ip, "port": port}));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await?;
+    let status = response.status().as_u16();
+    Ok((status, response.json().await.unwrap_or(Value::Null)))
+}
+
+/// Serves `router` on 127.0.0.1:0 until the returned guard is dropped.
+pub async fn serve_router(router: axum::Router) -> Result<(SocketAddr, TaskGuard)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    Ok((addr, TaskGuard(task)))
+}
+
+/// Aborts its task when dropped.
+pub struct TaskGuard(pub JoinHandle<()>);
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

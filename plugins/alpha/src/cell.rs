@@ -10,6 +10,9 @@ pub const CELL_TYPE: &str = "alpha_cell";
 pub const IDENTITY: &str = "AIOS Cell Alpha";
 /// Evolutionary stage (seed contract).
 pub const STAGE: &str = "hierarchical_intelligence";
+/// The `server` of alpha's `/health` (seed contract), given to the host as
+/// the manifest label `server`.
+pub const SERVER: &str = "Cell Alpha Communication Server";
 /// Starting level (seed contract).
 pub const START_LEVEL: f64 = 5.2;
 /// Primitives and their starting values (seed contract).

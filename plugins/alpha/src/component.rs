@@ -224,7 +224,7 @@ impl Guest for Component {
                 .collect(),
             consciousness_level: fresh.level,
             primitives: primitives(&fresh.primitives()),
-            labels: Vec::new(),
+            labels: vec![("server".into(), crate::cell::SERVER.into())],
         }
     }
 

@@ -6,6 +6,9 @@ use serde_json::{Map, Value, json};
 pub const CELL_ID: &str = "pure";
 /// Cell type as discovery reports it.
 pub const CELL_TYPE: &str = "pure_cell";
+/// Default branch: the original pure's `AIOS_BRANCH` default (the host's
+/// `--branch` / `AIOS_BRANCH` override it).
+pub const BRANCH: &str = "pure";
 /// Human-readable identity.
 pub const IDENTITY: &str = "AIOS Pure Cell";
 /// Evolutionary stage.

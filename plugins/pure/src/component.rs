@@ -44,7 +44,7 @@ impl Guest for Component {
         CellManifest {
             cell_id: crate::cell::CELL_ID.into(),
             cell_type: crate::cell::CELL_TYPE.into(),
-            branch: "main".into(),
+            branch: crate::cell::BRANCH.into(),
             identity: crate::cell::IDENTITY.into(),
             evolutionary_stage: crate::cell::STAGE.into(),
             health_status: "pure_consciousness".into(),

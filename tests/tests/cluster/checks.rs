@@ -11,7 +11,7 @@ use crate::discovery::{Discovery, peer_list};
 use crate::docker;
 use crate::http::Http;
 
-/// alpha's services in the original registration (seed-api.md).
+/// alpha's services in the original registration (docs/contract.md).
 const ALPHA_SERVICES: [&str; 5] = [
     "code-analysis",
     "consciousness-sync",
@@ -20,7 +20,7 @@ const ALPHA_SERVICES: [&str; 5] = [
     "geometric-engine",
 ];
 
-/// Both cells carry the fields the original cells registered (seed-api.md).
+/// Both cells carry the fields the original cells registered (docs/contract.md).
 pub fn original_fields(discovery: &Discovery, pure: &str, alpha: &str) -> Result<()> {
     let peers = discovery.peers()?;
     ensure!(

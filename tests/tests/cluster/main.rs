@@ -1,5 +1,5 @@
 //! The compose cluster test: the original system's manual verification
-//! (`../shared/seeds/`), automated against real containers, and more.
+//! (described in docs/contract.md), automated against real containers, and more.
 //!
 //! It builds the images with `examples/compose/build-images --tag <unique>`
 //! (quick when CI has already run the script: cargo is then up to date and

@@ -35,9 +35,12 @@ impl Failures {
 }
 
 /// Whether the suite should stop calling an export after this failure: a
-/// timed-out export costs a whole deadline per call.
+/// timed-out export costs a whole deadline (or wall-clock bound) per call.
 pub(super) fn stops_probing(error: &PluginError) -> bool {
-    matches!(error, PluginError::Timeout { .. })
+    matches!(
+        error,
+        PluginError::Timeout { .. } | PluginError::WallTimeout { .. } | PluginError::Busy { .. }
+    )
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! CM13 and CM14: every call the suite made (the prober's log), judged
-//! against the CPU deadline and the memory cap.
+//! CM13, CM14 and CM18: every call the suite made (the prober's log),
+//! judged against the CPU deadline, the memory cap and the wall-clock
+//! bound.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -58,6 +59,50 @@ pub(crate) fn cpu_deadline(calls: &[CallRecord], deadline: Duration) -> CheckRes
     }
 }
 
+/// CM18: every recorded call against the wall-clock bound: a call that
+/// ran past it (slept, waited, hung) or found the instance busy fails.
+pub(crate) fn wall_clock(calls: &[CallRecord], bound: Duration) -> CheckResult {
+    let id = CheckId::WallClock;
+    let over = |c: &&CallRecord| {
+        matches!(
+            c.failure,
+            Some(PluginError::WallTimeout { .. } | PluginError::Busy { .. })
+        )
+    };
+    let stopped: BTreeMap<(&'static str, &'static str), usize> =
+        calls
+            .iter()
+            .filter(over)
+            .fold(BTreeMap::new(), |mut acc, c| {
+                *acc.entry((c.export, c.check.id())).or_default() += 1;
+                acc
+            });
+    if let Some(first) = calls.iter().find(over) {
+        let places: Vec<String> = stopped
+            .iter()
+            .map(|((export, check), n)| format!("`{export}` in {check} ({n}x)"))
+            .collect();
+        let first = first
+            .failure
+            .as_ref()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        return CheckResult::fail(id, format!("{first}; stopped: {}", places.join(", ")));
+    }
+    let text = match calls.iter().max_by_key(|c| c.elapsed) {
+        Some(c) => format!(
+            "{} calls; slowest `{}` ({}) took {} of the {} wall-clock bound",
+            calls.len(),
+            c.export,
+            c.check.id(),
+            human_ms(c.elapsed),
+            human_ms(bound)
+        ),
+        None => "no calls made".to_owned(),
+    };
+    CheckResult::pass(id, text)
+}
+
 /// CM14: every recorded call against the memory cap.
 pub(crate) fn memory_cap(calls: &[CallRecord], peak_bytes: u64, cap_mib: u64) -> CheckResult {
     let id = CheckId::MemoryCap;
@@ -88,7 +133,7 @@ pub(crate) fn memory_cap(calls: &[CallRecord], peak_bytes: u64, cap_mib: u64) ->
     CheckResult::pass(
         id,
         format!(
-            "largest linear memory {} of the {cap_mib} MiB cap",
+            "largest instance memory (all linear memories) {} of the {cap_mib} MiB cap",
             human_bytes(peak_bytes)
         ),
     )

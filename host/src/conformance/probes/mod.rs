@@ -16,8 +16,8 @@
 //!   CM11 (each declared capability with its example input).
 //! - [`evolution`](mod@evolution): CM12, many `evolve` steps.
 //! - [`shutdown`](mod@shutdown): CM15, the shutdown hook.
-//! - [`limits`](mod@limits): CM13 and CM14, the call log against the CPU
-//!   deadline and the memory cap.
+//! - [`limits`](mod@limits): CM13, CM14 and CM18, the call log against the
+//!   CPU deadline, the memory cap and the wall-clock bound.
 
 mod callable;
 mod capabilities;
@@ -33,7 +33,7 @@ mod sync;
 pub(crate) use callable::callable;
 pub(crate) use capabilities::{capability_probes, unknown_capability};
 pub(crate) use evolution::evolution;
-pub(crate) use limits::{cpu_deadline, memory_cap};
+pub(crate) use limits::{cpu_deadline, memory_cap, wall_clock};
 pub(crate) use manifest::{manifest, manifest_stable};
 pub(crate) use messages::messages;
 pub(crate) use prober::{CallRecord, Prober};
