@@ -11,8 +11,11 @@ FROM scratch
 
 COPY cell-host healthcheck /usr/local/bin/
 COPY plugins/ /plugins/
-# Compiled-component cache, writable by the cell's user. Mount a volume here
-# to share compiled components between containers and restarts.
+# Compiled-component cache, writable by the cell's user only (the host trusts
+# no entry that another user could write). Give each service its own volume
+# here so compiled code survives restarts; never share one volume between
+# cells of different authors: one cell must not write native code another
+# cell loads.
 COPY --chown=65532:65532 cache/ /var/cache/cellmesh/
 
 # No /etc/passwd in scratch: a numeric, unprivileged user.

@@ -167,7 +167,14 @@ async fn fake_discovery() -> Result<(String, mpsc::UnboundedReceiver<Instant>)> 
         )
         .route(
             "/heartbeat",
-            post(|| async { axum::Json(serde_json::json!({"status": "ok", "peers_count": 1})) }),
+            // The original's answer: status, cell_id, peers_count.
+            post(|body: String| async move {
+                let id = serde_json::from_str::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v["cell_id"].as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                axum::Json(serde_json::json!({"status": "ok", "cell_id": id, "peers_count": 1}))
+            }),
         )
         .route(
             "/peers",

@@ -144,7 +144,9 @@ impl CellRuntime {
     /// The plugin as `/health` shows it, from its last reported state;
     /// never waits.
     pub fn plugin_view(&self) -> PluginView {
-        self.plugin.view()
+        let mut view = self.plugin.view();
+        view.resets = Some((&self.sandbox.stats().resets()).into());
+        view
     }
 
     /// The cell's standing with discovery; never waits.

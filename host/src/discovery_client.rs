@@ -2,7 +2,7 @@
 //! deregister, list peers (conditionally), look one peer up. One `reqwest`
 //! client reused for every call; it follows no redirects.
 //!
-//! Speaks the original wire contract (`seed-api.md`) and our discovery's
+//! Speaks the original wire contract (docs/contract.md) and our discovery's
 //! additions: when a registration answer carries a lease (`incarnation`),
 //! a per-cell `secret` or a `ttl_ms`, they are kept and the first two sent
 //! back on heartbeat, deregistration and re-registration; when it does not
@@ -37,15 +37,6 @@ pub struct Lease {
     pub secret: Option<String>,
     /// The registry's TTL (our discovery only).
     pub ttl: Option<Duration>,
-}
-
-/// Base URL of a listed peer's HTTP API (an IPv6 address in brackets).
-pub fn peer_base_url(peer: &PeerInfo) -> String {
-    if peer.ip.contains(':') && !peer.ip.starts_with('[') {
-        format!("http://[{}]:{}", peer.ip, peer.port)
-    } else {
-        format!("http://{}:{}", peer.ip, peer.port)
-    }
 }
 
 /// How much of discovery's answers a host reads.

@@ -36,7 +36,7 @@ use reqwest::{Url, redirect};
 /// Longest hand-kept `endpoint`, in bytes.
 pub const MAX_ENDPOINT_LEN: usize = 2_048;
 /// Longest host name accepted as a listed peer's `ip` (DNS's limit).
-pub const MAX_HOST_NAME_LEN: usize = 253;
+pub const MAX_HOST_NAME_LEN: usize = cellmesh_wire::limits::HOST_NAME_MAX_LEN;
 
 /// An IP range, `ADDRESS/PREFIX` (a bare address is one address).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -254,11 +254,7 @@ pub enum EgressError {
 /// Whether `host` is a host name peers may be listed at: 1 to 253 letters,
 /// digits, `-`, `_` and `.` (Docker's container names included).
 pub fn is_valid_host_name(host: &str) -> bool {
-    !host.is_empty()
-        && host.len() <= MAX_HOST_NAME_LEN
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    cellmesh_wire::limits::is_valid_host_name(host)
 }
 
 /// The base URL of the peer discovery lists as `cell_id` at `ip` and

@@ -35,8 +35,8 @@ pub const MAX_PEER_ANSWER_BYTES: usize = 64 * 1024;
 /// `type` of a `/send_to_peer` message that names none (the original's).
 pub const FORWARDED_MESSAGE_TYPE: &str = "forwarded";
 
-/// Kind of a message that names none.
-pub const DEFAULT_MESSAGE_TYPE: &str = "text";
+/// Kind of a message that names none (the original's default).
+pub const DEFAULT_MESSAGE_TYPE: &str = "general";
 /// Priority of a message that names none.
 pub const DEFAULT_PRIORITY: &str = "normal";
 

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use crate::plugin::PluginError;
 use crate::plugin::bindings::CellState;
+use crate::plugin::stats::Resets;
 
 /// A cell's standing with discovery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -113,6 +114,58 @@ pub struct PluginView {
     /// [`crate::cell::CellRuntime::level`], which every call updates).
     #[serde(skip)]
     pub state: Option<CellState>,
+    /// Replacements of the plugin's instance (each loses the plugin's
+    /// in-memory state), by cause; filled in by
+    /// [`crate::cell::CellRuntime::plugin_view`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resets: Option<ResetsView>,
+}
+
+/// The plugin's state resets as `/health` shows them under
+/// `plugin.resets`: every replacement of its instance (trap, CPU deadline,
+/// wall-clock timeout, memory cap, abandoned call) loses what the plugin
+/// kept in memory, so it is counted, never silent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResetsView {
+    /// Resets since start, all causes.
+    pub total: u64,
+    /// Resets by cause (`trap`, `cpu_deadline`, `wall_timeout`, `memory`,
+    /// `abandoned`), every cause present.
+    pub by_cause: std::collections::BTreeMap<&'static str, u64>,
+    /// The last reset, `null` when there was none.
+    pub last: Option<LastResetView>,
+}
+
+/// The last reset of the plugin's instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LastResetView {
+    /// Why the instance was replaced.
+    pub cause: &'static str,
+    /// The export that was running.
+    pub export: &'static str,
+    /// When (UTC, ISO 8601).
+    pub at: String,
+    /// Milliseconds ago.
+    pub age_ms: u64,
+}
+
+impl From<&Resets> for ResetsView {
+    fn from(resets: &Resets) -> Self {
+        ResetsView {
+            total: resets.total(),
+            by_cause: resets
+                .by_cause
+                .iter()
+                .map(|(cause, n)| (cause.as_str(), *n))
+                .collect(),
+            last: resets.last.as_ref().map(|last| LastResetView {
+                cause: last.cause.as_str(),
+                export: last.export,
+                at: last.at.clone(),
+                age_ms: millis(last.at_instant.elapsed()),
+            }),
+        }
+    }
 }
 
 /// Default time a probe of the plugin may wait before the plugin counts as
@@ -218,6 +271,7 @@ impl PluginCache {
                 .filter(|_| failing)
                 .map(|(_, text)| text.clone()),
             state: inner.state.clone(),
+            resets: None,
         }
     }
 
@@ -303,6 +357,16 @@ pub fn status_metrics(
         "Seconds since the plugin's state was last read (-1: never).",
         plugin.state_age_ms.map_or(-1.0, |ms| ms as f64 / 1000.0),
     );
+    if let Some(resets) = &plugin.resets {
+        let name = "cellmesh_plugin_resets_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Replacements of the plugin's instance (its in-memory state lost), by cause.\n# TYPE {name} counter"
+        );
+        for (cause, n) in &resets.by_cause {
+            let _ = writeln!(out, "{name}{{{labels},cause=\"{cause}\"}} {:.4}", *n as f64);
+        }
+    }
     out
 }
 
@@ -335,6 +399,7 @@ mod tests {
             last_error_kind: None,
             last_error: None,
             state: None,
+            resets: None,
         };
         let text = status_metrics("cell_id=\"a\"", &RegistrationStatus::default(), &plugin);
         assert!(

@@ -74,6 +74,29 @@ pub fn is_valid_cell_id(id: &str) -> bool {
     (1..=CELL_ID_MAX_LEN).contains(&id.len()) && id.bytes().all(is_cell_id_byte)
 }
 
+/// Longest host name accepted as a peer's `ip`, in bytes (DNS's limit).
+pub const HOST_NAME_MAX_LEN: usize = 253;
+
+/// Whether `host` is a host name a peer may be listed at: 1 to [`HOST_NAME_MAX_LEN`] letters,
+/// digits, `-`, `_` and `.` (Docker's container names included).
+pub fn is_valid_host_name(host: &str) -> bool {
+    (1..=HOST_NAME_MAX_LEN).contains(&host.len())
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Whether `ip` is an `ip` field discovery accepts and hosts reach: an IP address (an IPv6 one
+/// possibly in brackets) or a host name ([`is_valid_host_name`]); never a port, a path, a
+/// query or userinfo, which would turn a peer's URL into somebody else's.
+pub fn is_valid_peer_address(ip: &str) -> bool {
+    let unbracketed = ip.strip_prefix('[').and_then(|rest| rest.strip_suffix(']'));
+    match unbracketed {
+        Some(inner) => inner.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => ip.parse::<std::net::IpAddr>().is_ok() || is_valid_host_name(ip),
+    }
+}
+
 /// Whether `level` is a `consciousness_level` discovery accepts (any finite number).
 pub fn is_valid_level(level: f64) -> bool {
     level.is_finite()
@@ -168,6 +191,34 @@ pub fn registration_cost_of(r: &crate::Registration) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peer_addresses_are_addresses_or_host_names_never_urls() {
+        for good in [
+            "10.0.0.1",
+            "::1",
+            "[::1]",
+            "fe80::1",
+            "pure",
+            "aios-pure_1.local",
+            "a173f12aa7e0",
+        ] {
+            assert!(is_valid_peer_address(good), "{good}");
+        }
+        for bad in [
+            "",
+            "[::1]:18497/internal/admin?x=",
+            "10.0.0.1:80",
+            "user@host",
+            "host/path",
+            "host?q",
+            "[10.0.0.1]",
+            "h st",
+            &"h".repeat(254),
+        ] {
+            assert!(!is_valid_peer_address(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn every_plugin_id_is_a_discovery_id() {

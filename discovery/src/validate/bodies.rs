@@ -4,7 +4,7 @@ use cellmesh_wire::limits::{SERVICES_MAX, TEXT_MAX_LEN};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::fields::check_cell_id;
+use super::fields::{check_cell_id, check_ip};
 use super::pydantic::{Checker, FieldError, check_string, lax_int, loc, object, parse_json};
 
 /// A validated registration (CellInfo without `last_seen`, which the server sets).
@@ -49,7 +49,15 @@ pub fn cell_info(body: &[u8]) -> Result<CellInfo, Vec<FieldError>> {
         errors: Vec::new(),
     };
     let cell_id = required_cell_id(&mut c);
-    let ip = c.string("ip", true, TEXT_MAX_LEN);
+    let ip =
+        c.string("ip", true, TEXT_MAX_LEN)
+            .and_then(|ip| match check_ip(&ip, loc("body", "ip")) {
+                Ok(()) => Some(ip),
+                Err(e) => {
+                    c.errors.push(e);
+                    None
+                }
+            });
     let port = c.int("port", true).and_then(|p| {
         if p < 1 {
             c.errors.push(

@@ -1,7 +1,8 @@
 //! cellmesh's own field rules on top of the original contract: `cell_id` length and
-//! characters (the other bounds are checked where the fields are read, in [`super::bodies`]).
+//! characters, and what an `ip` may be (the other bounds are checked where the fields are read,
+//! in [`super::bodies`]).
 
-use cellmesh_wire::limits::{CELL_ID_MAX_LEN, is_cell_id_byte};
+use cellmesh_wire::limits::{CELL_ID_MAX_LEN, is_cell_id_byte, is_valid_peer_address};
 use serde_json::{Value, json};
 
 use super::pydantic::FieldError;
@@ -37,4 +38,23 @@ pub fn check_cell_id(id: &str, at: Vec<Value>) -> Result<(), FieldError> {
         .with_ctx(json!({ "pattern": "^[A-Za-z0-9._:-]+$" })));
     }
     Ok(())
+}
+
+/// The pattern an `ip` must match, as pydantic would say it: an IP address (IPv6 possibly in
+/// brackets) or a host name of letters, digits, `-`, `_` and `.`.
+const IP_PATTERN: &str = "an IP address or a host name of letters, digits, '-', '_' and '.'";
+
+/// Checks an `ip`: an address or a host name, never a port, path, query or userinfo (peers
+/// build URLs from it: `"[::1]:9/internal?x="` would send them somewhere else).
+pub fn check_ip(ip: &str, at: Vec<Value>) -> Result<(), FieldError> {
+    if is_valid_peer_address(ip) {
+        return Ok(());
+    }
+    Err(FieldError::new(
+        "string_pattern_mismatch",
+        at,
+        &format!("String should be {IP_PATTERN}"),
+        Value::from(ip),
+    )
+    .with_ctx(json!({ "pattern": IP_PATTERN })))
 }

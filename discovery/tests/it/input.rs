@@ -199,3 +199,40 @@ proptest! {
         prop_assert!(ok);
     }
 }
+
+/// Hardening, "not an open proxy": discovery pasted `ip` into peers' URLs unvalidated, so
+/// `"[::1]:18497/internal/admin?x="` made a cell POST to an internal URL. An `ip` is an address
+/// or a host name, never a port, path, query or userinfo.
+#[tokio::test]
+async fn discovery_ip_with_a_port_path_or_userinfo_is_refused_422() {
+    let (_, app) = router(cfg());
+    for ip in [
+        "[::1]:18497/internal/admin?x=",
+        "10.0.0.1:80",
+        "user@host",
+        "host/path",
+        "host?x=1",
+        "",
+    ] {
+        let body = json!({"cell_id": "a", "ip": ip, "port": 1}).to_string();
+        let (status, error) = first_error(&app, "/register", body.as_bytes()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "ip {ip:?}");
+        assert_eq!(error["loc"], json!(["body", "ip"]), "ip {ip:?}: {error}");
+        assert_eq!(
+            error["type"], "string_pattern_mismatch",
+            "ip {ip:?}: {error}"
+        );
+    }
+    for ip in [
+        "10.0.0.1",
+        "::1",
+        "[::1]",
+        "pure",
+        "aios-alpha_1.local",
+        "a173f12aa7e0",
+    ] {
+        let body = json!({"cell_id": "a", "ip": ip, "port": 1}).to_string();
+        let answer = call(&app, Method::POST, "/register", Some(body.as_bytes()), &[]).await;
+        assert_eq!(answer.status, StatusCode::OK, "ip {ip:?}: {}", answer.json);
+    }
+}

@@ -255,6 +255,18 @@ impl Host for HostState {
     /// Rate-limited ([`LogLimiter`]), escaped and cut ([`escape`]): a
     /// plugin can neither flood nor forge the host's log.
     fn log(&mut self, level: LogLevel, message: String, fields: Vec<(String, String)>) {
+        // A line the subscriber would not write costs nothing more (no
+        // escaping, no rate-limit token): plugins log on hot paths.
+        let enabled = match level {
+            LogLevel::Trace => tracing::enabled!(tracing::Level::TRACE),
+            LogLevel::Debug => tracing::enabled!(tracing::Level::DEBUG),
+            LogLevel::Info => tracing::enabled!(tracing::Level::INFO),
+            LogLevel::Warn => tracing::enabled!(tracing::Level::WARN),
+            LogLevel::Error => tracing::enabled!(tracing::Level::ERROR),
+        };
+        if !enabled {
+            return;
+        }
         let cell_id = self.services.cell_id();
         let verdict = self.log.admit(Instant::now());
         if let Some(dropped) = verdict.report_dropped {

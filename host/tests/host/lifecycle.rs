@@ -9,7 +9,7 @@ use cellmesh_artifacts::{ALPHA_WASM, PURE_WASM};
 use serde_json::json;
 
 /// Acceptance: alpha's entry in discovery's `GET /peers` matches the
-/// original alpha registration (seed-api.md) field for field.
+/// original alpha registration (docs/contract.md) field for field.
 #[tokio::test]
 async fn alpha_peers_entry_matches_the_original_registration() -> Result<()> {
     let discovery = Discovery::start(TTL).await?;

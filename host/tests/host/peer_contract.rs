@@ -1,4 +1,4 @@
-//! Contract tests of alpha's peer routes (`seed-api.md`, "alpha"): each
+//! Contract tests of alpha's peer routes (docs/contract.md, "alpha"): each
 //! answer carries exactly the original's keys plus the additions
 //! `docs/contract.md` documents, so the next difference is caught here.
 

@@ -124,3 +124,61 @@ async fn an_allocating_plugin_hits_its_memory_cap() -> Result<()> {
     )
     .await
 }
+
+/// Hardening, "state resets are visible": every replacement of the plugin's
+/// instance loses the plugin's in-memory state; it used to be silent
+/// (alpha's archive vanished and `failures_total` stayed 0). Now `/health`
+/// counts it by cause under `plugin.resets`, with the last one, and
+/// `/metrics` has `cellmesh_plugin_resets_total{cause}`.
+#[tokio::test]
+async fn state_resets_are_visible_on_health_and_metrics_by_cause() -> Result<()> {
+    let discovery = Discovery::start(TTL).await?;
+    let host = Host::start(args(
+        FIXTURE_TRAP_WASM,
+        &discovery.url(),
+        &[
+            // Only the trap may end a call.
+            "--call-timeout-ms",
+            &UNREACHABLE_DEADLINE_MS.to_string(),
+            "--call-wall-timeout-ms",
+            "120000",
+            "--unique-id",
+        ],
+    ))
+    .await?;
+    let (_, health) = host.get("/health").await;
+    assert_eq!(health["plugin"]["resets"]["total"], 0, "{health}");
+    assert_eq!(health["plugin"]["resets"]["last"], json!(null), "{health}");
+
+    let (status, body) = host
+        .post("/message", &json!({"from_cell": "t", "content": "x"}))
+        .await;
+    assert_eq!(status, 500, "{body}");
+
+    let (_, health) = host.get("/health").await;
+    let resets = &health["plugin"]["resets"];
+    assert_eq!(resets["total"], 1, "{health}");
+    assert_eq!(resets["by_cause"]["trap"], 1, "{health}");
+    assert_eq!(resets["by_cause"]["cpu_deadline"], 0, "{health}");
+    assert_eq!(resets["last"]["cause"], "trap", "{health}");
+    assert_eq!(resets["last"]["export"], "handle-message", "{health}");
+    assert!(
+        resets["last"]["at"]
+            .as_str()
+            .is_some_and(|at| at.ends_with('Z')),
+        "{health}"
+    );
+
+    let (status, metrics) = host.get_text("/metrics").await;
+    assert_eq!(status, 200);
+    let trap_line = metrics
+        .lines()
+        .find(|line| {
+            line.starts_with("cellmesh_plugin_resets_total{") && line.contains("cause=\"trap\"")
+        })
+        .unwrap_or_else(|| panic!("no trap series in:\n{metrics}"));
+    assert!(trap_line.ends_with(" 1.0000"), "{trap_line}");
+    assert!(metrics.contains("# TYPE cellmesh_plugin_resets_total counter"));
+    host.stop().await?;
+    Ok(())
+}
