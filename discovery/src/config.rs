@@ -11,7 +11,7 @@
 //! | registrations: every record alive, registered or still held by a reader or the watch history ([`crate::registry::Storage`]) | `max_peers` x (`registration_max_bytes` + [`PEER_OVERHEAD_BYTES`]) for the registered ones; 2 x `registry_max_bytes` for all | 10,000 x 17.5 KiB = 171 MiB <= 192 MiB registered (64 MiB with the byte budget); at most 128 MiB of records alive |
 //! | watch history: the event texts of the last `watch_history` changes | `watch_history` x (`registration_max_bytes` + 0.5 KiB) | 1,024 x 16.5 KiB = 17 MiB |
 //! | connections, each: hyper's read and write buffers, one answer batch, a request body, a pinned view | [`CONNECTION_MAX_BYTES`] at most, plus 8 bytes a peer | 4,096 x (256 KiB + 80 KiB) = 1.3 GiB |
-//! | `/peers` answers rendered at once (the shared one included), while cached or still being sent | [`crate::http::peers::AT_ONCE_BYTES_MAX`] | 32 MiB |
+//! | `/peers` answers rendered at once (the shared one included), while cached or still being sent | [`crate::listings::AT_ONCE_BYTES_MAX`] | 32 MiB |
 //!
 //! No reader holds a listing or snapshot of its own beyond these bounds: `/peers` answers up to
 //! 1 MiB are rendered at once and counted until sent (the unfiltered one shared between

@@ -14,6 +14,7 @@
 //! - [`reaper`]: the expiry task over a [`Registry`] (one task sleeping until the earliest
 //!   deadline).
 //! - [`state`]: [`AppState`], what the handlers share (config, registry, metrics, shutdown).
+//! - [`listings`]: the `/peers` answers rendered once and shared between readers, counted.
 //! - [`http`]: handlers and the router ([`app`]), including the SSE stream ([`http::watch`]);
 //!   [`dashboard`]: the HTML page; [`metrics`]: Prometheus text.
 //! - [`server`]: the accept loop ([`serve`]); [`error`]: [`Error`] and HTTP errors.
@@ -92,6 +93,7 @@ pub mod config;
 pub mod dashboard;
 pub mod error;
 pub mod http;
+pub mod listings;
 pub mod metrics;
 pub mod reaper;
 pub mod registry;

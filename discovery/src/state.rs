@@ -30,7 +30,7 @@ pub(crate) struct Shared {
     pub(crate) my_host_json: String,
     pub(crate) started: Instant,
     /// The unfiltered `/peers` answer shared between readers.
-    pub(crate) listing: crate::http::peers::Listings,
+    pub(crate) listing: crate::listings::Listings,
 }
 
 impl AppState {
@@ -59,7 +59,7 @@ impl AppState {
                 shutdown: CancellationToken::new(),
                 boot,
                 started: now,
-                listing: crate::http::peers::Listings::default(),
+                listing: crate::listings::Listings::default(),
             }),
         }
     }

@@ -34,6 +34,9 @@ pub struct ViewPolicy {
 impl ViewPolicy {
     /// Default least time between refreshes caused by misses.
     pub const DEFAULT_MISS_INTERVAL: Duration = Duration::from_secs(1);
+    /// Default least time between miss refreshes without tags: the default
+    /// heartbeat interval (the host sets it to its own interval).
+    pub const DEFAULT_UNTAGGED_INTERVAL: Duration = Duration::from_secs(5);
 }
 
 impl Default for ViewPolicy {
@@ -42,7 +45,7 @@ impl Default for ViewPolicy {
     fn default() -> Self {
         Self {
             miss_interval: Self::DEFAULT_MISS_INTERVAL,
-            untagged_interval: crate::lifecycle::LifecycleSettings::DEFAULT_HEARTBEAT,
+            untagged_interval: Self::DEFAULT_UNTAGGED_INTERVAL,
         }
     }
 }

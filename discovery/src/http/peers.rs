@@ -5,24 +5,21 @@
 //! (`last_seen`, `age_ms`) read at answer time, in one of three ways:
 //!
 //! - the unfiltered listing, up to [`AT_ONCE_MAX_BYTES`], is rendered once and shared (`Bytes`)
-//!   by every reader of the same revision for at most [`SHARE_FOR`] (its live fields are that
+//!   by every reader of the same revision for at most [`crate::listings::SHARE_FOR`] (its live fields are that
 //!   old at most);
 //! - any other answer up to [`AT_ONCE_MAX_BYTES`] is rendered at once for its reader;
 //! - a larger one, or any answer while the listings rendered at once and still held (cached or
-//!   being sent) take [`AT_ONCE_BYTES_MAX`] together, is streamed (chunked) in batches of about
+//!   being sent) take [`crate::listings::AT_ONCE_BYTES_MAX`] together, is streamed (chunked) in batches of about
 //!   [`BATCH_BYTES`], each rendered when the client has taken the previous ones (`Stitched`).
 //!
-//! So what readers hold is bounded whatever they do: [`AT_ONCE_BYTES_MAX`] for all the answers
-//! rendered at once ([`Listings`] counts them until the last reader lets go), and one batch per
+//! So what readers hold is bounded whatever they do: [`crate::listings::AT_ONCE_BYTES_MAX`] for all the answers
+//! rendered at once ([`crate::listings::Listings`] counts them until the last reader lets go), and one batch per
 //! streamed answer. A client that does not read holds no listing of its own beyond that, and no
 //! batch keeps the server's single worker busy for long (a few microseconds of copying).
 
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -47,95 +44,6 @@ const FRAMING_MAX_LEN: usize = 128;
 /// Largest answer rendered at once (one frame, with a `Content-Length`); larger ones are
 /// streamed in batches.
 pub const AT_ONCE_MAX_BYTES: usize = 1024 * 1024;
-
-/// How long the unfiltered listing is shared between readers of the same revision.
-pub const SHARE_FOR: Duration = Duration::from_millis(100);
-
-/// Most the answers rendered at once and still held (cached, or being sent to readers) may take
-/// together; beyond, answers are streamed in batches until readers let go.
-pub const AT_ONCE_BYTES_MAX: usize = 32 * 1024 * 1024;
-
-/// The answers rendered at once: the shared unfiltered listing (one per revision and
-/// [`SHARE_FOR`]) and the count of the bytes of all of them still alive.
-#[derive(Debug, Default)]
-pub struct Listings {
-    shared: Mutex<Option<Shared>>,
-    alive: Arc<AtomicUsize>,
-}
-
-#[derive(Debug)]
-struct Shared {
-    revision: u64,
-    rendered: Instant,
-    body: Bytes,
-}
-
-/// An answer's bytes, counted in [`Listings`] until the last reader lets go.
-struct Counted {
-    bytes: Vec<u8>,
-    alive: Arc<AtomicUsize>,
-}
-
-impl AsRef<[u8]> for Counted {
-    fn as_ref(&self) -> &[u8] {
-        &self.bytes
-    }
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.alive.fetch_sub(self.bytes.len(), Ordering::Relaxed);
-    }
-}
-
-impl Listings {
-    /// Bytes of the answers rendered at once and still alive (cached or being sent).
-    pub fn alive_bytes(&self) -> usize {
-        self.alive.load(Ordering::Relaxed)
-    }
-
-    /// `render()` (at most `bound` bytes) as a counted body, unless that would take the answers
-    /// alive past [`AT_ONCE_BYTES_MAX`] (then `None`: stream it).
-    fn render(&self, bound: usize, render: impl FnOnce() -> Vec<u8>) -> Option<Bytes> {
-        if self.alive_bytes() + bound > AT_ONCE_BYTES_MAX {
-            return None;
-        }
-        let bytes = render();
-        self.alive.fetch_add(bytes.len(), Ordering::Relaxed);
-        Some(Bytes::from_owner(Counted {
-            bytes,
-            alive: self.alive.clone(),
-        }))
-    }
-
-    /// The shared listing of `revision` rendered less than [`SHARE_FOR`] before `now`, else
-    /// [`Listings::render`] of a new one, which is then shared.
-    fn shared(
-        &self,
-        revision: u64,
-        now: Instant,
-        bound: usize,
-        render: impl FnOnce() -> Vec<u8>,
-    ) -> Option<Bytes> {
-        {
-            let slot = self.shared.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(c) = slot.as_ref()
-                && c.revision == revision
-                && now.saturating_duration_since(c.rendered) < SHARE_FOR
-            {
-                return Some(c.body.clone());
-            }
-        }
-        let body = self.render(bound, render)?;
-        let mut slot = self.shared.lock().unwrap_or_else(|p| p.into_inner());
-        *slot = Some(Shared {
-            revision,
-            rendered: now,
-            body: body.clone(),
-        });
-        Some(body)
-    }
-}
 
 /// The weak ETag of a registry revision.
 pub fn etag(state: &AppState, revision: u64) -> String {
@@ -404,7 +312,7 @@ mod tests {
         assert_eq!(state.inner.listing.alive_bytes(), third.len());
         drop(third);
         // Live fields are at most `SHARE_FOR` old: later, the listing is rendered again.
-        tokio::time::advance(SHARE_FOR).await;
+        tokio::time::advance(crate::listings::SHARE_FOR).await;
         let fourth = read(app).await;
         assert_eq!(state.inner.listing.alive_bytes(), fourth.len());
     }

@@ -1,4 +1,4 @@
-//! `host.log` hygiene: a per-instance token bucket ([`LogLimiter`]) so a
+//! `host.log` hygiene: a per-instance token bucket (`LogLimiter`) so a
 //! plugin cannot flood the host's log, and [`escape`], so a plugin cannot
 //! forge log lines (newlines and control characters become escapes) or
 //! write huge ones (each text is cut at a size limit).
