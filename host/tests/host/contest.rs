@@ -165,15 +165,7 @@ async fn after_three_displacements_in_a_row_the_host_stops_reclaiming_and_names_
 /// discovery accepts it again (when the other registration expires).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_token_a_409_never_ends_the_host_and_it_regains_its_id() -> Result<()> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let config = discovery::Config {
-        ttl: TTL,
-        startup_grace: Duration::ZERO,
-        token: Some("shared-token".into()),
-        admin_token: Some("admin-token".into()),
-        ..discovery::Config::default()
-    };
-    let discovery = Discovery::start_with(listener, config)?;
+    let discovery = Discovery::start_secured(TTL, "shared-token", Some("admin-token")).await?;
     let host = Host::start(args(
         PURE_WASM,
         &discovery.url(),

@@ -108,14 +108,7 @@ async fn re_registers_within_one_interval_after_discovery_restarts() -> Result<(
 /// and incarnation from its registration answer.
 #[tokio::test]
 async fn secured_discovery_sees_token_secret_and_incarnation() -> Result<()> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let config = discovery::Config {
-        ttl: TTL,
-        startup_grace: Duration::ZERO,
-        token: Some("s3cret-token".into()),
-        ..discovery::Config::default()
-    };
-    let discovery = Discovery::start_with(listener, config)?;
+    let discovery = Discovery::start_secured(TTL, "s3cret-token", None).await?;
     let host = Host::start(args(
         PURE_WASM,
         &discovery.url(),

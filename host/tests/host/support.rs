@@ -78,6 +78,20 @@ impl Discovery {
         Self::start_with(listener, config)
     }
 
+    /// Starts discovery on 127.0.0.1:0 with a TTL of `ttl` and tokens: a
+    /// shared one and, optionally, an admin one (per-cell secrets enforced).
+    pub async fn start_secured(ttl: Duration, token: &str, admin: Option<&str>) -> Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let config = discovery::Config {
+            ttl,
+            startup_grace: Duration::ZERO,
+            token: Some(token.into()),
+            admin_token: admin.map(Into::into),
+            ..discovery::Config::default()
+        };
+        Self::start_with(listener, config)
+    }
+
     /// Starts discovery with `config` on a bound listener.
     pub fn start_with(listener: TcpListener, config: discovery::Config) -> Result<Self> {
         let addr = listener.local_addr()?;
