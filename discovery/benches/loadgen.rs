@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use axum::body::Bytes;
+use cellmesh_wire::batch::{BATCH_MAX_CELLS, BatchHeartbeatRequest, BatchRegisterAnswer, CellBeat};
 use clap::Parser;
 use discovery::registry::{PeerRegistry, RegistrySettings};
 use discovery::validate::CellInfo;
@@ -41,11 +42,17 @@ struct Args {
     /// RSS is then not measured.
     #[arg(long)]
     target: Option<SocketAddr>,
-    /// Scenarios to run (comma separated): register,heartbeat,peers,rss,expire.
-    /// `peers` also measures `GET /peers?branch=main` (every peer matches): a filtered listing
-    /// is never shared, so that is the per-reader (streamed) rendering.
+    /// Scenarios to run (comma separated): register,heartbeat,peers,rss,expire, and batch
+    /// (not run by default). `peers` also measures `GET /peers?branch=main` (every peer
+    /// matches): a filtered listing is never shared, so that is the per-reader (streamed)
+    /// rendering. `batch`: `--batch-hosts` hosts of 1,000 cells registered by batch calls,
+    /// their batch heartbeats alone, then single heartbeats of `--peers` other peers over
+    /// `--connections` while every host keeps sending batch heartbeats.
     #[arg(long, default_value = "register,heartbeat,peers,rss,expire")]
     scenarios: String,
+    /// Hosts (of 1,000 cells each, one connection each) in the `batch` scenario.
+    #[arg(long, default_value_t = 4)]
+    batch_hosts: usize,
     /// Keep-alive connections for heartbeats and registrations.
     #[arg(long, default_value_t = 32)]
     connections: usize,
@@ -150,6 +157,16 @@ impl Conn {
     }
 
     async fn send(&mut self, method: &str, uri: &str, body: Bytes) -> anyhow::Result<(u16, usize)> {
+        let (status, body) = self.send_for(method, uri, body).await?;
+        Ok((status, body.len()))
+    }
+
+    async fn send_for(
+        &mut self,
+        method: &str,
+        uri: &str,
+        body: Bytes,
+    ) -> anyhow::Result<(u16, Bytes)> {
         self.sender.ready().await?;
         let req = Request::builder()
             .method(method)
@@ -160,7 +177,7 @@ impl Conn {
         let resp = self.sender.send_request(req).await?;
         let status = resp.status().as_u16();
         let body = resp.into_body().collect().await?.to_bytes();
-        Ok((status, body.len()))
+        Ok((status, body))
     }
 }
 
@@ -288,6 +305,110 @@ fn print_run(name: &str, r: &RunResult) {
         f64::from(r.max_us) / 1000.0,
         r.bytes as f64 / r.requests.max(1) as f64 / 1024.0
     );
+}
+
+/// The `batch` scenario (see `--scenarios`): registrations and heartbeats of `hosts` hosts of
+/// [`BATCH_MAX_CELLS`] cells by batch calls, then single heartbeats of `singles` peers over
+/// `conns` connections alongside the hosts' batch heartbeats (the registry lock is taken once
+/// per 256 cells of a batch: single heartbeats must not wait long behind it).
+async fn batch_bench(
+    addr: SocketAddr,
+    hosts: usize,
+    singles: usize,
+    conns: usize,
+    secs: u64,
+) -> anyhow::Result<()> {
+    let mut beats = Vec::with_capacity(hosts);
+    let mut took = Vec::with_capacity(hosts);
+    for h in 0..hosts {
+        let mut cells = Vec::with_capacity(BATCH_MAX_CELLS);
+        for i in 0..BATCH_MAX_CELLS {
+            let mut cell: serde_json::Value = serde_json::from_slice(&registration(i))?;
+            cell["cell_id"] = serde_json::Value::from(format!("bench-h{h}-{i:04}"));
+            cells.push(cell);
+        }
+        let body = serde_json::to_vec(
+            &serde_json::json!({"host_id": format!("bench-host-{h}"), "cells": cells}),
+        )?;
+        let mut c = Conn::open(addr).await?;
+        let t = Instant::now();
+        let (status, answer) = c
+            .send_for("POST", "/batch/register", Bytes::from(body))
+            .await?;
+        took.push(t.elapsed());
+        if status != 200 {
+            bail!("batch register answered {status}");
+        }
+        let answer: BatchRegisterAnswer = serde_json::from_slice(&answer)?;
+        let cells: Vec<CellBeat> = answer
+            .results
+            .into_iter()
+            .map(|r| CellBeat {
+                cell_id: r.cell_id,
+                consciousness_level: 0.5,
+                incarnation: r.incarnation.unwrap_or_default(),
+                secret: r.secret.unwrap_or_default(),
+            })
+            .collect();
+        let body = BatchHeartbeatRequest {
+            host_id: answer.host_id,
+            cells,
+        };
+        beats.push(Bytes::from(serde_json::to_vec(&body)?));
+    }
+    let mean_ms = took.iter().map(Duration::as_secs_f64).sum::<f64>() * 1e3 / hosts as f64;
+    println!(
+        "batch register: {hosts} hosts x {BATCH_MAX_CELLS} cells, {mean_ms:.2} ms per batch ({:.0} cells/s)",
+        BATCH_MAX_CELLS as f64 / (mean_ms / 1e3)
+    );
+    let beats = Arc::new(beats);
+    let batch_make = {
+        let beats = beats.clone();
+        Arc::new(move |c: usize, _: usize| ("/batch/heartbeat".to_owned(), beats[c].clone()))
+    };
+    let r = timed_run(addr, hosts, secs, "POST", batch_make.clone()).await?;
+    print_run(
+        &format!(
+            "batch heartbeat alone ({hosts} hosts x {BATCH_MAX_CELLS} cells, one connection each)"
+        ),
+        &r,
+    );
+    println!(
+        "batch heartbeat alone: {:.0} cells renewed/s",
+        r.rate * BATCH_MAX_CELLS as f64
+    );
+    register_all(addr, singles, conns).await?;
+    let bodies: Arc<Vec<Bytes>> = Arc::new(
+        (0..singles)
+            .map(|i| {
+                Bytes::from(format!(
+                    r#"{{"cell_id":"bench-{i:06}","consciousness_level":0.5}}"#
+                ))
+            })
+            .collect(),
+    );
+    let single_make = Arc::new(move |c: usize, i: usize| {
+        (
+            "/heartbeat".to_owned(),
+            bodies[(i * conns + c) % singles].clone(),
+        )
+    });
+    let (batch, single) = tokio::join!(
+        timed_run(addr, hosts, secs, "POST", batch_make),
+        timed_run(addr, conns, secs, "POST", single_make)
+    );
+    let (batch, single) = (batch?, single?);
+    print_run(
+        &format!(
+            "single heartbeats ({singles} peers, {conns} connections) alongside batch heartbeats"
+        ),
+        &single,
+    );
+    print_run(
+        &format!("batch heartbeats ({hosts} hosts) alongside single heartbeats"),
+        &batch,
+    );
+    Ok(())
 }
 
 /// In-process: the registry work of expiring `n` peers that share one deadline.
@@ -451,6 +572,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
             args.rss_peers,
             len as f64 / 1024.0 / 1024.0
         );
+        server.stop().await;
+    }
+
+    if want("batch") {
+        let cap = args.batch_hosts * BATCH_MAX_CELLS + args.peers;
+        let server = Server::start(&bin, args.target, cap).await?;
+        batch_bench(
+            server.addr,
+            args.batch_hosts,
+            args.peers,
+            args.connections,
+            args.seconds,
+        )
+        .await?;
         server.stop().await;
     }
 

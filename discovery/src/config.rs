@@ -3,7 +3,7 @@
 //! # Memory: bounded by configuration
 //!
 //! Everything discovery keeps grows with a configured cap, never with what clients send or how
-//! slowly they read. At the defaults the worst case is about 1.5 GiB (the reference machine has
+//! slowly they read. At the defaults the worst case is about 1.6 GiB (the reference machine has
 //! 24 GiB; for a smaller container lower `--max-connections` first):
 //!
 //! | what | bound | at the defaults |
@@ -12,6 +12,7 @@
 //! | watch history: the event texts of the last `watch_history` changes | `watch_history` x (`registration_max_bytes` + 0.5 KiB) | 1,024 x 16.5 KiB = 17 MiB |
 //! | connections, each: hyper's read and write buffers, one answer batch, a request body, a pinned view | [`CONNECTION_MAX_BYTES`] at most, plus 8 bytes a peer | 4,096 x (256 KiB + 80 KiB) = 1.3 GiB |
 //! | `/peers` answers rendered at once (the shared one included), while cached or still being sent | [`crate::listings::AT_ONCE_BYTES_MAX`] | 32 MiB |
+//! | batch bodies (`POST /batch/...`) being read or handled, beyond a connection's own bound | [`BATCH_BODIES_IN_FLIGHT`] x 2 x [`cellmesh_wire::batch::BATCH_MAX_BYTES`] (the body, and at most as much again in checked cells) | 8 x 8 MiB = 64 MiB |
 //!
 //! No reader holds a listing or snapshot of its own beyond these bounds: `/peers` answers up to
 //! 1 MiB are rendered at once and counted until sent (the unfiltered one shared between
@@ -28,10 +29,11 @@ pub const DEFAULT_PORT: u16 = 8001;
 pub const DEFAULT_MY_HOST: &str = "primary";
 /// Default time a peer stays listed after its last heartbeat.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(15);
-/// Default share of peers whose expiry within one TTL window holds evictions.
+/// Default share of the population (failure domains) whose expiry within one TTL window holds
+/// evictions.
 pub const DEFAULT_MASS_EVICTION_SHARE: f64 = 0.5;
-/// Default minimum population (live peers plus peers expired within the last TTL) for the
-/// mass-eviction guard to apply; smaller meshes are never held.
+/// Default minimum population (failure domains of live peers and of peers expired within the
+/// last TTL) for the mass-eviction guard to apply; smaller meshes are never held.
 pub const DEFAULT_MASS_EVICTION_MIN_PEERS: usize = 10;
 /// Default longest time evictions are held by the mass-eviction guard.
 pub const DEFAULT_MASS_EVICTION_HOLD: Duration = Duration::from_secs(15);
@@ -65,6 +67,11 @@ pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// `Retry-After` and closed. Each cell keeps about one keep-alive connection: raise it with
 /// `max_peers` (see the module docs for the memory it costs).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Batch bodies (`POST /batch/...`, up to [`cellmesh_wire::batch::BATCH_MAX_BYTES`] each)
+/// read and handled at the same time; further batch requests wait for a turn (within the
+/// request timeout) before their body is read. Bounds what batches take besides connections:
+/// 8 x (4 MiB of body + at most as much again in checked cells) = 64 MiB.
+pub const BATCH_BODIES_IN_FLIGHT: usize = 8;
 /// Default deadline for draining connections after shutdown is requested.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default interval between SSE keep-alive comments.
@@ -93,9 +100,12 @@ pub struct Config {
     /// After start, nothing is evicted and `/readyz` answers 503 for this long (default: one TTL).
     pub startup_grace: Duration,
     /// Evictions are held when more than this share of the population would expire within one
-    /// TTL window (0.0..=1.0; 1.0 disables the guard).
+    /// TTL window (0.0..=1.0; 1.0 disables the guard). Counted in failure domains (see
+    /// [`crate::registry::domains`]): a batch-registered host and its cells are one, any other
+    /// peer is one.
     pub mass_eviction_share: f64,
-    /// The guard only applies when at least this many peers are (or were within one TTL) listed.
+    /// The guard only applies when at least this many failure domains are (or were within one
+    /// TTL) listed.
     pub mass_eviction_min_peers: usize,
     /// A hold ends by itself after this long, then the still-silent peers are evicted.
     pub mass_eviction_hold: Duration,

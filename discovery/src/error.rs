@@ -63,6 +63,22 @@ impl ApiError {
         }
     }
 
+    /// The `detail` as one sentence (a validation error's messages joined with `; `): what a
+    /// batch answer says of a refused cell.
+    pub fn detail_text(&self) -> String {
+        match self {
+            Self::Validation(errors) => errors
+                .iter()
+                .map(|e| e.msg.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+            other => match other.detail() {
+                Value::String(s) => s,
+                v => v.to_string(),
+            },
+        }
+    }
+
     fn detail(&self) -> Value {
         match self {
             Self::Validation(errors) => {

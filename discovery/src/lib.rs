@@ -71,6 +71,12 @@
 //!   time). `/peers` also carries `revision`, a weak `ETag` (`W/"BOOT-REVISION"`) and
 //!   `X-Registry-Revision`; `If-None-Match` gives 304. The revision moves with membership and
 //!   level changes only.
+//! - Batch calls of a many-cell host (types in [`cellmesh_wire::batch`]; see [`http::batch`]):
+//!   `POST /batch/register`, `POST /batch/heartbeat`, `POST /batch/deregister`, each the
+//!   single call for up to 1,000 cells of one `host_id` in one request (body up to 4 MiB,
+//!   the single calls keep their limit): the same token rules (per-cell secrets in the body),
+//!   each cell's outcome with the code and detail the single call would have answered, one
+//!   watch event per cell. The cells a batch registers form one failure domain (below).
 //! - `GET /peers` filters: `service`, `type`, `branch`, `min_level` (AND). `GET /peers/{id}`.
 //! - `GET /peers/watch`: SSE, see [`http::watch`]; a `takeover` event
 //!   `{"revision","type":"takeover","cell_id","from","to","incarnation","replaced_incarnation"}`
@@ -82,9 +88,12 @@
 //!
 //! A peer expires at its last heartbeat + TTL on the monotonic clock; the reaper sleeps until
 //! the earliest deadline. After start, nothing is evicted for `startup_grace` (default one
-//! TTL). If more than `mass_eviction_share` of the population (live peers plus peers expired
-//! within the last TTL, when at least `mass_eviction_min_peers`) would have expired within one
-//! TTL, evictions are held for at most `mass_eviction_hold`; then peers still silent are evicted.
+//! TTL). The mass-eviction guard counts *failure domains*: the cells a batch registered for one
+//! host are one domain, a peer registered by the single call is its own (so without batch calls
+//! it counts peers, as before). If more than `mass_eviction_share` of the population (the
+//! domains of live peers and of peers expired within the last TTL, when at least
+//! `mass_eviction_min_peers`) would have lost a peer to expiry within one TTL, evictions are
+//! held for at most `mass_eviction_hold`; then peers still silent are evicted.
 //! The hold ends early once that share is back under the threshold (checked every TTL/10,
 //! 50 ms to 1 s): peers still silent then get one more TTL. See [`registry::guard`].
 

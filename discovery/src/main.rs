@@ -50,10 +50,12 @@ struct Args {
     /// Start-up grace window with no evictions (default: one TTL).
     #[arg(long, env = "DISCOVERY_STARTUP_GRACE", value_parser = humantime::parse_duration)]
     startup_grace: Option<Duration>,
-    /// Hold evictions when more than this share of peers would expire within one TTL (0..1).
+    /// Hold evictions when more than this share of failure domains (a batch-registered host
+    /// and its cells count one; any other peer one) would lose a peer to expiry within one
+    /// TTL (0..1).
     #[arg(long, env = "DISCOVERY_MASS_EVICTION_SHARE", default_value_t = config::DEFAULT_MASS_EVICTION_SHARE)]
     mass_eviction_share: f64,
-    /// Smallest population the mass-eviction guard applies to.
+    /// Smallest population (in failure domains) the mass-eviction guard applies to.
     #[arg(long, env = "DISCOVERY_MASS_EVICTION_MIN_PEERS", default_value_t = config::DEFAULT_MASS_EVICTION_MIN_PEERS)]
     mass_eviction_min_peers: usize,
     /// Longest mass-eviction hold.

@@ -5,10 +5,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Routes with their own latency series; anything else is `other`.
-pub const ROUTES: [&str; 13] = [
+pub const ROUTES: [&str; 16] = [
     "/",
     "/register",
     "/heartbeat",
+    "/batch/register",
+    "/batch/heartbeat",
+    "/batch/deregister",
     "/peers",
     "/peers/watch",
     "/peers/{cell_id}",
@@ -20,6 +23,9 @@ pub const ROUTES: [&str; 13] = [
     "/dashboard",
     "other",
 ];
+
+/// The batch calls, as the `call` label of the batch metrics names them.
+pub const BATCH_CALLS: [&str; 3] = ["register", "heartbeat", "deregister"];
 
 /// Upper bounds (seconds) of the latency histogram buckets.
 pub const BUCKETS: [f64; 14] = [
@@ -51,6 +57,12 @@ pub struct RequestMetrics {
     pub connections_refused: AtomicU64,
     /// Connections dropped because a write made no progress for `write_timeout`.
     pub write_timeouts: AtomicU64,
+    /// Batch requests accepted as a whole (well formed and authorised), per
+    /// [`BATCH_CALLS`] entry.
+    pub batch_requests: [AtomicU64; BATCH_CALLS.len()],
+    /// Cells named by those batch requests (each cell's own outcome aside), per
+    /// [`BATCH_CALLS`] entry.
+    pub batch_cells: [AtomicU64; BATCH_CALLS.len()],
 }
 
 /// Index of `route` in [`ROUTES`].
@@ -62,6 +74,13 @@ pub fn route_index(route: &str) -> usize {
 }
 
 impl RequestMetrics {
+    /// Counts one batch request of `call` (an index in [`BATCH_CALLS`]) naming `cells` cells.
+    pub fn count_batch(&self, call: usize, cells: usize) {
+        let call = call.min(BATCH_CALLS.len() - 1);
+        self.batch_requests[call].fetch_add(1, Ordering::Relaxed);
+        self.batch_cells[call].fetch_add(cells as u64, Ordering::Relaxed);
+    }
+
     /// Records one request's latency.
     pub fn observe(&self, route: usize, elapsed: Duration) {
         let h = &self.routes[route.min(ROUTES.len() - 1)];

@@ -36,7 +36,8 @@ async fn run(registry: Registry, shutdown: CancellationToken) {
             holding = true;
             warn!(
                 held = outcome.held,
-                hold_ms, "mass-eviction guard: holding evictions (too many peers expiring at once)"
+                hold_ms,
+                "mass-eviction guard: holding evictions (too many failure domains expiring at once)"
             );
         }
         if outcome.hold_released && holding {

@@ -31,6 +31,46 @@ struct Shared {
     epoch: Instant,
 }
 
+/// Cells a batch call handles per lock acquisition: a batch of 1,000 registrations takes the
+/// lock four times for about a millisecond each, so single heartbeats never wait long behind
+/// it (the reaper evicts in batches of the same size for the same reason).
+pub const BATCH_LOCK_CHUNK: usize = 256;
+
+/// One cell of [`Registry::register_batch`].
+#[derive(Debug, Clone, Copy)]
+pub struct CellRegistration<'a> {
+    /// What it registers.
+    pub info: &'a CellInfo,
+    /// The new registration's secret.
+    pub secret: [u8; SECRET_LEN],
+    /// Who asks (as for the single call).
+    pub claim: Claim<'a>,
+}
+
+/// One cell of [`Registry::heartbeat_batch`].
+#[derive(Debug, Clone, Copy)]
+pub struct CellHeartbeat<'a> {
+    /// Cell id.
+    pub id: &'a str,
+    /// Its level now.
+    pub level: f64,
+    /// The incarnation it renews.
+    pub incarnation: Option<u64>,
+    /// Who asks.
+    pub authority: Authority<'a>,
+}
+
+/// One cell of [`Registry::deregister_batch`].
+#[derive(Debug, Clone, Copy)]
+pub struct CellDeparture<'a> {
+    /// Cell id.
+    pub id: &'a str,
+    /// The incarnation it ends.
+    pub incarnation: Option<u64>,
+    /// Who asks.
+    pub authority: Authority<'a>,
+}
+
 /// What `/health` and `/readyz` report about the registry, read under one lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RegistryStatus {
@@ -57,6 +97,8 @@ pub struct RegistryGauges {
     pub held: usize,
     /// Whether the mass-eviction guard holds evictions.
     pub holding: bool,
+    /// Distinct failure domains among registered peers.
+    pub failure_domains: usize,
 }
 
 impl Registry {
@@ -128,6 +170,87 @@ impl Registry {
         self.lock().deregister(id, incarnation, authority, now)
     }
 
+    /// Registers the cells of one host's batch, all in failure domain `host`, each as
+    /// [`Registry::register`] would (same rules, events and counters), taking the lock once per
+    /// [`BATCH_LOCK_CHUNK`] cells. Results are in the order of `cells`. Wakes the reaper once
+    /// when a new lease expires before every other.
+    pub fn register_batch(
+        &self,
+        host: &str,
+        cells: &[CellRegistration<'_>],
+        now: Instant,
+        wall_micros: i64,
+    ) -> Vec<Result<Registered, RegistryError>> {
+        let mut results = Vec::with_capacity(cells.len());
+        let mut wake = false;
+        for chunk in cells.chunks(BATCH_LOCK_CHUNK) {
+            let mut reg = self.lock();
+            for cell in chunk {
+                let r = reg.register_in(
+                    cell.info,
+                    cell.secret,
+                    cell.claim,
+                    Some(host),
+                    now,
+                    wall_micros,
+                );
+                wake |= r.as_ref().is_ok_and(|r| r.wake_reaper);
+                results.push(r);
+            }
+        }
+        if wake {
+            self.shared.reaper_wake.notify_one();
+        }
+        results
+    }
+
+    /// Renews the cells of one host's batch, each as [`Registry::heartbeat`] would, taking
+    /// the lock once per [`BATCH_LOCK_CHUNK`] cells; every renewed cell gets the same deadline
+    /// (`now` + TTL), so a host's cells expire together. Answers the results in the order of
+    /// `cells` and the number of peers registered after the last chunk.
+    pub fn heartbeat_batch(
+        &self,
+        cells: &[CellHeartbeat<'_>],
+        now: Instant,
+        wall_micros: i64,
+    ) -> (Vec<Result<HeartbeatAck, RegistryError>>, usize) {
+        let mut results = Vec::with_capacity(cells.len());
+        let mut peers = None;
+        for chunk in cells.chunks(BATCH_LOCK_CHUNK) {
+            let mut reg = self.lock();
+            for c in chunk {
+                results.push(reg.heartbeat(
+                    c.id,
+                    c.level,
+                    c.incarnation,
+                    c.authority,
+                    now,
+                    wall_micros,
+                ));
+            }
+            peers = Some(reg.len());
+        }
+        let peers = peers.unwrap_or_else(|| self.lock().len());
+        (results, peers)
+    }
+
+    /// Deregisters the cells of one host's batch, each as [`Registry::deregister`] would,
+    /// taking the lock once per [`BATCH_LOCK_CHUNK`] cells; results in the order of `cells`.
+    pub fn deregister_batch(
+        &self,
+        cells: &[CellDeparture<'_>],
+        now: Instant,
+    ) -> Vec<Result<(), RegistryError>> {
+        let mut results = Vec::with_capacity(cells.len());
+        for chunk in cells.chunks(BATCH_LOCK_CHUNK) {
+            let mut reg = self.lock();
+            for c in chunk {
+                results.push(reg.deregister(c.id, c.incarnation, c.authority, now));
+            }
+        }
+        results
+    }
+
     /// One peer's record.
     pub fn peer(&self, id: &str) -> Option<Arc<PeerRecord>> {
         self.lock().peer(id)
@@ -183,6 +306,7 @@ impl Registry {
             stats: reg.stats().clone(),
             held: reg.held(now),
             holding: reg.holding(now),
+            failure_domains: reg.failure_domains(),
         }
     }
 

@@ -31,6 +31,8 @@ pub(crate) struct Shared {
     pub(crate) started: Instant,
     /// The unfiltered `/peers` answer shared between readers.
     pub(crate) listing: crate::listings::Listings,
+    /// Turns for batch bodies ([`crate::config::BATCH_BODIES_IN_FLIGHT`]).
+    pub(crate) batch_turns: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -60,6 +62,9 @@ impl AppState {
                 boot,
                 started: now,
                 listing: crate::listings::Listings::default(),
+                batch_turns: Arc::new(tokio::sync::Semaphore::new(
+                    crate::config::BATCH_BODIES_IN_FLIGHT,
+                )),
             }),
         }
     }

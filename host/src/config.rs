@@ -14,6 +14,11 @@
 //! runs a cell ([`Args`], unchanged), `cell-host conformance X` checks a
 //! plugin ([`ConformanceArgs`]). The two do not mix: flags of the cell run
 //! conflict with a subcommand.
+//!
+//! One run may hold many cells (`--plugin` repeated, `--replicas`,
+//! `--cells FILE.toml`...): [`RunConfig::try_from`] decides which host the
+//! arguments describe, a [`HostConfig`] (one cell, the original path) or a
+//! [`FleetConfig`] (see the `fleet` submodule).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,7 +30,9 @@ use crate::api::{ApiLimits, DEFAULT_MAX_CONCURRENT_REQUESTS};
 use crate::contest::ContestPolicy;
 use crate::discovery_client::DiscoveryLimits;
 use crate::egress::{Cidr, PeerPolicy};
+use crate::fleet::spec::{MAX_CELLS, PortRange, SpecError};
 use crate::lifecycle::{BackoffPolicy, LifecycleSettings, ShutdownSettings};
+use crate::liveness::BatchMode;
 use crate::plugin::SandboxLimits;
 use crate::plugin::validate::{CELL_ID_CHARS, MAX_CELL_ID_LEN, valid_cell_id};
 use crate::plugin_watch::PluginWatchSettings;
@@ -43,14 +50,69 @@ const fn ms(duration: Duration) -> u64 {
     duration.as_millis() as u64
 }
 
-/// `cell-host`: runs one cell plugin (a WebAssembly component targeting the
-/// `cellmesh:cell/guest@0.1.0` world) as a networked cell of the mesh.
+/// `cell-host`: runs cell plugins (WebAssembly components targeting the
+/// `cellmesh:cell/guest@0.1.0` world) as networked cells of the mesh, one
+/// or many in one process.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "cell-host", version, about, args_override_self = true)]
 pub struct Args {
-    /// The plugin component (`.wasm`) to run.
-    #[arg(long, env = "CELLMESH_PLUGIN")]
-    pub plugin: PathBuf,
+    /// The plugin component (`.wasm`) to run; repeat it to run several
+    /// cells in this host (one per plugin, times `--replicas`).
+    #[arg(
+        long,
+        env = "CELLMESH_PLUGIN",
+        value_name = "PATH",
+        required_unless_present = "cells",
+        conflicts_with = "cells"
+    )]
+    pub plugin: Vec<PathBuf>,
+
+    /// Runs every `--plugin` this many times in this host; each replica's
+    /// id is made distinct as `--unique-id` does (`--cell-id` is then the
+    /// base of the ids).
+    #[arg(
+        long,
+        env = "CELLMESH_REPLICAS",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u32).range(1..=MAX_CELLS as i64),
+        conflicts_with = "cells"
+    )]
+    pub replicas: u32,
+
+    /// The cells to run, from a TOML file (`[defaults]` and `[[cell]]`
+    /// tables: see docs/host.md); instead of `--plugin`.
+    #[arg(long, env = "CELLMESH_CELLS", value_name = "FILE.toml")]
+    pub cells: Option<PathBuf>,
+
+    /// Ports the cells' listeners take in order, `A-B`, on the IP of
+    /// `--listen`; default in a host of many cells: any free port each.
+    #[arg(long, env = "CELLMESH_PORT_RANGE", value_name = "A-B")]
+    pub port_range: Option<PortRange>,
+
+    /// Address of the host's admin API (`/cells`, `/health`, `/metrics`
+    /// for every cell); off unless given.
+    #[arg(long, env = "CELLMESH_ADMIN_LISTEN", value_name = "ADDR")]
+    pub admin_listen: Option<SocketAddr>,
+
+    /// Bearer token every admin route then needs (`Authorization: Bearer
+    /// TOKEN`).
+    #[arg(
+        long,
+        env = "CELLMESH_ADMIN_TOKEN",
+        hide_env_values = true,
+        requires = "admin_listen"
+    )]
+    pub admin_token: Option<String>,
+
+    /// This host's name for discovery (its failure domain); default
+    /// `HOSTNAME-PID-RANDOM`.
+    #[arg(long, env = "CELLMESH_HOST_ID", value_name = "ID")]
+    pub host_id: Option<String>,
+
+    /// Discovery's batch calls: `auto` uses them when discovery offers
+    /// them, `off` sends one request per cell.
+    #[arg(long, env = "CELLMESH_BATCH", value_enum, default_value_t = BatchMode::Auto)]
+    pub batch: BatchMode,
 
     /// Base URL of the discovery service.
     #[arg(long, env = "AIOS_DISCOVERY_URL", default_value = DEFAULT_DISCOVERY_URL)]
@@ -70,12 +132,15 @@ pub struct Args {
     pub port: Option<u16>,
 
     /// `HOST:PORT` peers should call; default: this machine's hostname and the
-    /// listen port. Discovery's `ip` and `hostname` fields come from it.
+    /// listen port. Discovery's `ip` and `hostname` fields come from it. In a
+    /// host of many cells only HOST is used (`HOST` alone will do): each
+    /// cell advertises its own port.
     #[arg(long, env = "CELLMESH_ADVERTISE")]
     pub advertise: Option<String>,
 
-    /// Cell id to register, overriding the plugin manifest's.
-    #[arg(long, env = "AIOS_CELL_ID")]
+    /// Cell id to register, overriding the plugin manifest's (with
+    /// `--replicas`, the base of the replicas' ids).
+    #[arg(long, env = "AIOS_CELL_ID", conflicts_with = "cells")]
     pub cell_id: Option<String>,
 
     /// Appends a stable suffix derived from the advertised address to the
@@ -348,7 +413,8 @@ pub struct AdvertiseAddr {
     pub port: u16,
 }
 
-/// Why the command line cannot run a cell; each names the flag at fault.
+/// Why the command line cannot run a cell; each names the flag at fault
+/// (or the cells file's key and line, or the system limit).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     /// `--advertise` is not `HOST:PORT`.
@@ -357,6 +423,87 @@ pub enum ConfigError {
     /// `--cell-id` breaks the contract's rule for ids.
     #[error("--cell-id {0:?} must be 1 to {max} characters from {CELL_ID_CHARS}", max = MAX_CELL_ID_LEN)]
     CellId(String),
+    /// [`HostConfig`] describes one cell; the arguments describe many.
+    #[error(
+        "these arguments describe a host of many cells (--plugin repeated, --cells, \
+         --replicas, --port-range or --admin-listen): use RunConfig or FleetConfig"
+    )]
+    ManyCells,
+    /// `--advertise` in a host of many cells is not `HOST` or `HOST:PORT`.
+    #[error("--advertise must be HOST or HOST:PORT (only HOST is used with many cells), got `{0}`")]
+    AdvertiseHost(String),
+    /// `--cell-id` with several `--plugin`.
+    #[error(
+        "--cell-id names the cells of one plugin, but {0} --plugin are given: give each \
+         plugin's id in a --cells file instead"
+    )]
+    CellIdForManyPlugins(usize),
+    /// `--host-id` breaks the rule for ids.
+    #[error(
+        "--host-id {0:?} must be 1 to {max} characters from {CELL_ID_CHARS}",
+        max = cellmesh_wire::batch::HOST_ID_MAX_LEN
+    )]
+    HostId(String),
+    /// `--admin-token` is empty.
+    #[error("--admin-token must not be empty (leave it out for an open admin API)")]
+    AdminToken,
+    /// A memory cap a pool of cells cannot hold.
+    #[error(
+        "--memory-limit-mb {0} is more than a host of many cells allows ({max} MiB, a 32-bit \
+         memory's whole range)",
+        max = crate::fleet::spec::MAX_MEMORY_LIMIT_MIB
+    )]
+    MemoryLimit(u64),
+    /// The cells asked for (flags or cells file) cannot run.
+    #[error(transparent)]
+    Cells(#[from] SpecError),
+    /// The process may not open enough files for its cells.
+    #[error(
+        "{cells} cells need about {needed} open files, but this process may open at most \
+         {limit} (RLIMIT_NOFILE, already raised to its hard limit): raise the hard limit \
+         (`ulimit -Hn {needed}` as root, LimitNOFILE={needed} in a systemd unit, `nofile` in \
+         /etc/security/limits.conf, `--ulimit nofile={needed}` for docker) or run fewer cells"
+    )]
+    FileDescriptors {
+        /// Cells asked for.
+        cells: usize,
+        /// Descriptors they need, with the host's own.
+        needed: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The memory pool of the cells would need more mappings than the
+    /// kernel allows a process.
+    #[error(
+        "{cells} cells may need up to {needed} memory mappings, but vm.max_map_count is \
+         {limit}: raise it (`sysctl -w vm.max_map_count={needed}`, or in /etc/sysctl.d/) or \
+         run fewer cells"
+    )]
+    MapCount {
+        /// Cells asked for.
+        cells: usize,
+        /// Mappings they may need, with the process's own.
+        needed: u64,
+        /// `/proc/sys/vm/max_map_count`.
+        limit: u64,
+    },
+    /// The memory pool of the cells would not fit the address space.
+    #[error(
+        "{cells} cells with a memory cap of {memory_mib} MiB need {needed_gib} GiB of address \
+         space for their memory pool, more than the {limit_gib} GiB a host allows itself: lower \
+         the memory cap (--memory-limit-mb, memory_limit_mib in the cells file) or run fewer \
+         cells"
+    )]
+    AddressSpace {
+        /// Cells asked for.
+        cells: usize,
+        /// The largest memory cap of a cell, in MiB.
+        memory_mib: u64,
+        /// Address space the pool needs, in GiB.
+        needed_gib: u64,
+        /// What the host allows itself, in GiB.
+        limit_gib: u64,
+    },
 }
 
 /// Everything a cell host runs with, as typed values: [`Args`] checked and
@@ -408,92 +555,122 @@ pub struct HostConfig {
     pub plugin_watch: PluginWatchSettings,
 }
 
+impl Args {
+    /// Whether these arguments ask for a host of many cells: more than one
+    /// `--plugin`, or any flag only such a host has (`--cells`,
+    /// `--replicas` above 1, `--port-range`, `--admin-listen`).
+    pub fn is_fleet(&self) -> bool {
+        self.plugin.len() > 1
+            || self.cells.is_some()
+            || self.replicas > 1
+            || self.port_range.is_some()
+            || self.admin_listen.is_some()
+    }
+}
+
 impl TryFrom<Args> for HostConfig {
     type Error = ConfigError;
 
     /// Checks `--advertise` and `--cell-id`, applies `--port` to
     /// `--listen`, turns milliseconds into durations (intervals of 0 ms
     /// become 1 ms) and resolves the cache directory (`--no-cache` wins,
-    /// then `--cache-dir`, then the platform's cache directory).
-    fn try_from(args: Args) -> Result<Self, ConfigError> {
+    /// then `--cache-dir`, then the platform's cache directory). Refuses
+    /// arguments that describe many cells ([`Args::is_fleet`]).
+    fn try_from(mut args: Args) -> Result<Self, ConfigError> {
+        if args.is_fleet() {
+            return Err(ConfigError::ManyCells);
+        }
+        let plugin = args.plugin.pop().ok_or(ConfigError::ManyCells)?;
         let advertise = args
             .advertise
-            .map(|given| parse_advertise(&given).ok_or(ConfigError::Advertise(given)))
+            .as_ref()
+            .map(|given| {
+                parse_advertise(given).ok_or_else(|| ConfigError::Advertise(given.clone()))
+            })
             .transpose()?;
-        if let Some(id) = &args.cell_id
-            && !valid_cell_id(id)
-        {
-            return Err(ConfigError::CellId(id.clone()));
-        }
-        let mut listen = args.listen;
-        if let Some(port) = args.port {
-            listen.set_port(port);
-        }
-        let cache_dir = if args.no_cache {
-            None
-        } else {
-            args.cache_dir
-                .or_else(crate::plugin::cache::default_cache_dir)
-        };
-        let millis = Duration::from_millis;
-        Ok(Self {
-            plugin: args.plugin,
-            plugin_config: args.config,
-            listen,
-            advertise,
-            cell_id: args.cell_id,
-            unique_id: args.unique_id,
-            branch: args.branch,
-            discovery_url: args.discovery,
-            discovery_token: args.discovery_token,
-            http_timeout: millis(args.http_timeout_ms),
-            peer_policy: PeerPolicy::allow_only(args.peer_allow),
-            register_peer: !args.no_register_peer,
-            cache_dir,
-            limits: SandboxLimits::new(millis(args.call_timeout_ms), args.memory_limit_mb)
-                .with_send_budget(args.send_budget, millis(args.send_budget_ms))
-                .with_wall_timeout(args.call_wall_timeout_ms.map(millis)),
-            lifecycle: LifecycleSettings {
-                heartbeat: millis(args.heartbeat_ms.max(1)),
-                backoff: BackoffPolicy {
-                    base: millis(args.register_base_ms.max(1)),
-                    cap: millis(args.register_cap_ms.max(1)),
-                    attempts: args.register_attempts,
-                },
-                startup_delay: millis(args.startup_delay_ms),
-                contest: ContestPolicy::default(),
-            },
-            shutdown: ShutdownSettings {
-                drain: millis(args.drain_ms),
-                plugin_hook: millis(args.shutdown_hook_ms),
-                deregister: millis(args.deregister_timeout_ms),
-            },
-            api: ApiLimits {
-                max_concurrent: args.max_concurrent_requests.max(1),
-                ..ApiLimits::default()
-            },
-            server: ServerLimits {
-                header_timeout: millis(args.header_timeout_ms.max(1)),
-                body_timeout: millis(args.body_timeout_ms.max(1)),
-                request_timeout: millis(args.request_timeout_ms.max(1)),
-                max_connections: args.max_connections.max(1),
-                max_concurrent_requests: args.max_concurrent_requests.max(1),
-                max_body_bytes: ApiLimits::default().max_body_bytes,
-            },
-            discovery_limits: DiscoveryLimits {
-                max_listing_bytes: args.discovery_max_listing_bytes,
-                max_answer_bytes: args.discovery_max_answer_bytes,
-            },
-            plugin_watch: PluginWatchSettings {
-                evolve_every: millis(args.heartbeat_ms.max(1)),
-                state_every: millis(args.state_refresh_ms.max(1)),
-            },
-        })
+        shared_config(args, plugin, advertise)
     }
 }
 
+/// [`HostConfig`] from `args` for `plugin`, `--advertise` already parsed.
+pub(crate) fn shared_config(
+    args: Args,
+    plugin: PathBuf,
+    advertise: Option<AdvertiseAddr>,
+) -> Result<HostConfig, ConfigError> {
+    if let Some(id) = &args.cell_id
+        && !valid_cell_id(id)
+    {
+        return Err(ConfigError::CellId(id.clone()));
+    }
+    let mut listen = args.listen;
+    if let Some(port) = args.port {
+        listen.set_port(port);
+    }
+    let cache_dir = if args.no_cache {
+        None
+    } else {
+        args.cache_dir
+            .or_else(crate::plugin::cache::default_cache_dir)
+    };
+    let millis = Duration::from_millis;
+    Ok(HostConfig {
+        plugin,
+        plugin_config: args.config,
+        listen,
+        advertise,
+        cell_id: args.cell_id,
+        unique_id: args.unique_id,
+        branch: args.branch,
+        discovery_url: args.discovery,
+        discovery_token: args.discovery_token,
+        http_timeout: millis(args.http_timeout_ms),
+        peer_policy: PeerPolicy::allow_only(args.peer_allow),
+        register_peer: !args.no_register_peer,
+        cache_dir,
+        limits: SandboxLimits::new(millis(args.call_timeout_ms), args.memory_limit_mb)
+            .with_send_budget(args.send_budget, millis(args.send_budget_ms))
+            .with_wall_timeout(args.call_wall_timeout_ms.map(millis)),
+        lifecycle: LifecycleSettings {
+            heartbeat: millis(args.heartbeat_ms.max(1)),
+            backoff: BackoffPolicy {
+                base: millis(args.register_base_ms.max(1)),
+                cap: millis(args.register_cap_ms.max(1)),
+                attempts: args.register_attempts,
+            },
+            startup_delay: millis(args.startup_delay_ms),
+            contest: ContestPolicy::default(),
+        },
+        shutdown: ShutdownSettings {
+            drain: millis(args.drain_ms),
+            plugin_hook: millis(args.shutdown_hook_ms),
+            deregister: millis(args.deregister_timeout_ms),
+        },
+        api: ApiLimits {
+            max_concurrent: args.max_concurrent_requests.max(1),
+            ..ApiLimits::default()
+        },
+        server: ServerLimits {
+            header_timeout: millis(args.header_timeout_ms.max(1)),
+            body_timeout: millis(args.body_timeout_ms.max(1)),
+            request_timeout: millis(args.request_timeout_ms.max(1)),
+            max_connections: args.max_connections.max(1),
+            max_concurrent_requests: args.max_concurrent_requests.max(1),
+            max_body_bytes: ApiLimits::default().max_body_bytes,
+        },
+        discovery_limits: DiscoveryLimits {
+            max_listing_bytes: args.discovery_max_listing_bytes,
+            max_answer_bytes: args.discovery_max_answer_bytes,
+        },
+        plugin_watch: PluginWatchSettings {
+            evolve_every: millis(args.heartbeat_ms.max(1)),
+            state_every: millis(args.state_refresh_ms.max(1)),
+        },
+    })
+}
+
 /// Parses `HOST:PORT` (`[v6]:PORT` too); `None` when it is not that.
-fn parse_advertise(given: &str) -> Option<AdvertiseAddr> {
+pub(crate) fn parse_advertise(given: &str) -> Option<AdvertiseAddr> {
     let (host, port) = given.rsplit_once(':')?;
     let port = port.parse().ok()?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -502,6 +679,10 @@ fn parse_advertise(given: &str) -> Option<AdvertiseAddr> {
         port,
     })
 }
+
+mod fleet;
+
+pub use fleet::{AdminSettings, FleetConfig, RunConfig};
 
 #[cfg(test)]
 mod tests;

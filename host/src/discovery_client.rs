@@ -12,8 +12,19 @@
 //! Every answer is read up to a size limit ([`DiscoveryLimits`]): a
 //! listing up to 16 MiB, anything else up to 64 KiB by default; past it the
 //! call fails with [`DiscoveryError::TooLarge`].
+//!
+//! The batch calls of a many-cell host (`POST /batch/register`,
+//! `/batch/heartbeat`, `/batch/deregister`: see `cellmesh_wire::batch`) answer
+//! typed results, each cell's refusal as the [`DiscoveryError`] the single
+//! call would have answered. A discovery without them (the original) answers
+//! 404 or 405 to their paths: that is [`DiscoveryError::NoBatchCalls`], told
+//! apart from every other failure. Their answers have their own size limit
+//! ([`DEFAULT_MAX_BATCH_ANSWER_BYTES`], 8 MiB: a registration of 1,000 cells
+//! answers some 150 KB).
 
 use std::time::Duration;
+
+mod batch;
 
 use cellmesh_wire::headers;
 use cellmesh_wire::{
@@ -27,6 +38,15 @@ use serde_json::Value;
 
 /// The wire types a host sends and reads, under their former paths.
 pub use cellmesh_wire::{PeerInfo, Registration};
+
+/// The batch bodies' per-cell entries a host builds.
+pub use cellmesh_wire::batch::{BatchRegistration, CellBeat, CellLeave};
+
+pub use batch::{BatchDeregistered, BatchRegistered, BatchRenewed, CellRefusal};
+
+/// Default largest answer to a batch call: 8 MiB (a registration of the
+/// most cells one batch may name, 1,000, answers some 150 KB).
+pub const DEFAULT_MAX_BATCH_ANSWER_BYTES: usize = 8 << 20;
 
 /// What discovery issued at registration, to present on later calls.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -84,6 +104,10 @@ pub enum DiscoveryError {
     /// another secret).
     #[error("discovery reports that another registration holds this cell id: {0}")]
     Conflict(String),
+    /// 403: discovery does not accept this cell's secret for the lease
+    /// named (our discovery with a token).
+    #[error("discovery refuses this cell's secret: {0}")]
+    Forbidden(String),
     /// 400, 413 or 422: discovery refuses the request itself; sending it
     /// again cannot succeed.
     #[error("discovery refused the request ({status}): {detail}")]
@@ -112,6 +136,35 @@ pub enum DiscoveryError {
     /// A 2xx answer whose body is not what the contract says.
     #[error("discovery sent an unreadable answer: {0}")]
     Decode(String),
+    /// 404 or 405 to a batch call's path: this discovery has no batch calls
+    /// (the original service); one request per cell is the way.
+    #[error("discovery at {url} has no batch calls (it answered {status})")]
+    NoBatchCalls {
+        /// The URL called.
+        url: String,
+        /// 404 or 405.
+        status: StatusCode,
+    },
+}
+
+impl DiscoveryError {
+    /// The error the single call would have answered with `status` and
+    /// `detail` (a non-2xx status).
+    fn from_status(status: StatusCode, detail: String) -> Self {
+        match status {
+            StatusCode::NOT_FOUND => DiscoveryError::NotRegistered(detail),
+            StatusCode::CONFLICT => DiscoveryError::Conflict(detail),
+            StatusCode::FORBIDDEN => DiscoveryError::Forbidden(detail),
+            StatusCode::BAD_REQUEST
+            | StatusCode::PAYLOAD_TOO_LARGE
+            | StatusCode::UNPROCESSABLE_ENTITY => DiscoveryError::Refused { status, detail },
+            status if status.is_redirection() => DiscoveryError::Status {
+                status,
+                detail: "redirects are not followed".to_owned(),
+            },
+            status => DiscoveryError::Status { status, detail },
+        }
+    }
 }
 
 /// A conditional `GET /peers`.
@@ -136,6 +189,7 @@ pub struct DiscoveryClient {
     base: String,
     token: Option<String>,
     limits: DiscoveryLimits,
+    max_batch_answer_bytes: usize,
 }
 
 impl DiscoveryClient {
@@ -147,6 +201,7 @@ impl DiscoveryClient {
             base: base_url.trim_end_matches('/').to_owned(),
             token: None,
             limits: DiscoveryLimits::default(),
+            max_batch_answer_bytes: DEFAULT_MAX_BATCH_ANSWER_BYTES,
         }
     }
 
@@ -160,6 +215,13 @@ impl DiscoveryClient {
     /// Reads answers up to `limits`.
     pub fn with_limits(mut self, limits: DiscoveryLimits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Reads batch answers up to `bytes` (default
+    /// [`DEFAULT_MAX_BATCH_ANSWER_BYTES`]).
+    pub fn with_batch_answer_limit(mut self, bytes: usize) -> Self {
+        self.max_batch_answer_bytes = bytes;
         self
     }
 
@@ -321,19 +383,7 @@ impl DiscoveryClient {
             return serde_json::from_slice(&body)
                 .map_err(|e| DiscoveryError::Decode(e.to_string()));
         }
-        let detail = error_detail(&body);
-        Err(match status {
-            StatusCode::NOT_FOUND => DiscoveryError::NotRegistered(detail),
-            StatusCode::CONFLICT => DiscoveryError::Conflict(detail),
-            StatusCode::BAD_REQUEST
-            | StatusCode::PAYLOAD_TOO_LARGE
-            | StatusCode::UNPROCESSABLE_ENTITY => DiscoveryError::Refused { status, detail },
-            status if status.is_redirection() => DiscoveryError::Status {
-                status,
-                detail: "redirects are not followed".to_owned(),
-            },
-            status => DiscoveryError::Status { status, detail },
-        })
+        Err(DiscoveryError::from_status(status, error_detail(&body)))
     }
 }
 

@@ -1,11 +1,17 @@
-//! `cell-host`: runs a cell plugin (a WebAssembly component targeting the
-//! `cellmesh:cell` world of `wit/cell.wit`) as a networked cell: the host
-//! owns the network life (HTTP API, discovery), the plugin its identity and
-//! behaviour.
+//! `cell-host`: runs cell plugins (WebAssembly components targeting the
+//! `cellmesh:cell` world of `wit/cell.wit`) as networked cells, one or many
+//! per process: the host owns the network life (HTTP API, discovery), each
+//! plugin its cell's identity and behaviour.
 //!
 //! Modules:
 //! - [`config`]: command-line arguments with environment twins, and the
-//!   typed [`HostConfig`] they become at the edge.
+//!   typed [`HostConfig`] (one cell) or [`FleetConfig`] (many) they become
+//!   at the edge ([`RunConfig`]).
+//! - [`fleet`]: many cells in one host: cells file and expansion, plugins
+//!   compiled once, the pooled engine, start-up, serving and shutdown.
+//! - [`liveness`]: registration, heartbeats and deregistration of all the
+//!   cells of a host in batches.
+//! - [`admin`]: the host's admin API (`--admin-listen`).
 //! - [`plugin`]: loading, checking, caching and sandboxing plugins; usable
 //!   on its own (the conformance suite builds on it).
 //! - [`conformance`]: the plugin conformance suite (`cell-host conformance`).
@@ -28,11 +34,14 @@
 //! - [`messages`]: bounded message and sync logs.
 //! - [`error`]: [`Error`] and [`error::ApiError`].
 //!
-//! [`run`] is the whole host, driven by a [`HostConfig`]: [`start`] loads
-//! the plugin and builds the cell, [`CellHost::serve`] serves until the
-//! shutdown future resolves, then deregisters, drains the requests in
-//! flight and calls the plugin's shutdown hook, each step bounded.
+//! [`run`] is the whole host of one cell, driven by a [`HostConfig`]:
+//! [`start`] loads the plugin and builds the cell, [`CellHost::serve`]
+//! serves until the shutdown future resolves, then deregisters, drains the
+//! requests in flight and calls the plugin's shutdown hook, each step
+//! bounded. [`fleet::run`] is the same for many cells, driven by a
+//! [`FleetConfig`].
 
+pub mod admin;
 pub mod api;
 pub mod cell;
 pub mod config;
@@ -41,7 +50,9 @@ pub mod contest;
 pub mod discovery_client;
 pub mod egress;
 pub mod error;
+pub mod fleet;
 pub mod lifecycle;
+pub mod liveness;
 pub mod mesh;
 pub mod mesh_view;
 pub mod messages;
@@ -57,7 +68,9 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use crate::config::{Args, Cli, Command, ConfigError, ConformanceArgs, HostConfig};
+pub use crate::config::{
+    Args, Cli, Command, ConfigError, ConformanceArgs, FleetConfig, HostConfig, RunConfig,
+};
 pub use crate::error::Error;
 
 use crate::cell::{CellRuntime, Identity, unique_cell_id};

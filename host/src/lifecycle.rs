@@ -10,6 +10,14 @@
 //! The lifecycle never ends the host because of a 409. It ends it only when
 //! discovery refuses the cell's first registration itself (400, 413, 422:
 //! a field too long, say), which no retry can cure.
+//!
+//! A heartbeat answered 403 (discovery no longer takes this cell's lease
+//! and secret) is handled as a 409: the lease is no longer the cell's.
+//!
+//! The transitions of a cell's standing (registered, forgotten, displaced,
+//! a failed registration) are functions of this module that the many-cell
+//! host's batch liveness ([`crate::liveness`]) calls too, so both paths say
+//! and decide the same.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -21,8 +29,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cell::CellRuntime;
 use crate::contest::{Contest, ContestPolicy, Verdict};
-use crate::discovery_client::{DiscoveryError, Lease};
-use crate::status::RegistrationState;
+use crate::discovery_client::{DiscoveryClient, DiscoveryError, Lease};
+use crate::status::{RegistrationStatus, UNKNOWN_HOLDER};
 
 /// Registration retry schedule: try `attempts` times with ceilings
 /// `base`, `2*base`, `4*base`... capped at `cap`, each wait drawn uniformly
@@ -89,7 +97,7 @@ where
 }
 
 /// Logs failed try number `attempt` (1-based) of `what`.
-fn log_retry(
+pub(crate) fn log_retry(
     policy: BackoffPolicy,
     what: &str,
     attempt: u32,
@@ -198,14 +206,44 @@ pub enum LifecycleEnd {
 }
 
 /// Registers, then heartbeats until cancelled (or until discovery refuses
-/// the first registration).
+/// the first registration). Refreshes the cell's mesh view after each
+/// registration and heartbeat.
 pub async fn run_lifecycle(
     cell: Arc<CellRuntime>,
     settings: LifecycleSettings,
     cancel: CancellationToken,
 ) -> LifecycleEnd {
+    run(cell, settings, MeshRefresh::PerCell, cancel).await
+}
+
+/// [`run_lifecycle`] for one cell of a host whose cells share one mesh view,
+/// which the host refreshes once per interval for all of them: this cell's
+/// lifecycle leaves it alone.
+pub(crate) async fn run_lifecycle_sharing_view(
+    cell: Arc<CellRuntime>,
+    settings: LifecycleSettings,
+    cancel: CancellationToken,
+) -> LifecycleEnd {
+    run(cell, settings, MeshRefresh::Shared, cancel).await
+}
+
+/// Who refreshes the mesh view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MeshRefresh {
+    /// The lifecycle, after each registration and heartbeat.
+    PerCell,
+    /// Someone else (the host, for all its cells).
+    Shared,
+}
+
+async fn run(
+    cell: Arc<CellRuntime>,
+    settings: LifecycleSettings,
+    refresh: MeshRefresh,
+    cancel: CancellationToken,
+) -> LifecycleEnd {
     tokio::select! {
-        end = lifecycle(&cell, settings) => end,
+        end = lifecycle(&cell, settings, refresh) => end,
         () = cancel.cancelled() => LifecycleEnd::Cancelled,
     }
 }
@@ -214,13 +252,15 @@ pub async fn run_lifecycle(
 enum HeartbeatEnd {
     /// Discovery forgot the cell (404): register again now.
     Forgotten,
-    /// Another registration took the id: re-claim it, not before this.
-    Reclaim(Instant),
-    /// Too many displacements in a row: stay unregistered.
-    GiveUp,
+    /// Another registration took the id: what the contest rules say.
+    Displaced(Displaced),
 }
 
-async fn lifecycle(cell: &CellRuntime, settings: LifecycleSettings) -> LifecycleEnd {
+async fn lifecycle(
+    cell: &CellRuntime,
+    settings: LifecycleSettings,
+    refresh: MeshRefresh,
+) -> LifecycleEnd {
     let mut rng = rand::rngs::StdRng::from_os_rng();
     if !settings.startup_delay.is_zero() {
         tokio::time::sleep(settings.startup_delay).await;
@@ -233,29 +273,22 @@ async fn lifecycle(cell: &CellRuntime, settings: LifecycleSettings) -> Lifecycle
             Err(detail) => return LifecycleEnd::Refused(detail),
         };
         first = false;
-        contest.claimed(Instant::now(), lease.ttl);
-        cell.update_registration(|s| {
-            s.status = RegistrationState::Registered;
-            s.incarnation = lease.incarnation;
-            s.detail = match &s.by {
-                Some(by) if s.displacements > 0 => format!(
-                    "registered with discovery; re-claimed the id from {by} \
-                     ({} displacement(s) in a row)",
-                    s.displacements
-                ),
-                _ => "registered with discovery".to_owned(),
-            };
-        });
-        cell.set_lease(Some(lease));
-        refresh_mesh(cell).await;
-        match heartbeats(cell, settings, &mut rng, &mut contest).await {
-            HeartbeatEnd::Forgotten => {}
-            HeartbeatEnd::Reclaim(not_before) => tokio::time::sleep_until(not_before).await,
-            HeartbeatEnd::GiveUp => {
+        on_registered(cell, &mut contest, lease);
+        if refresh == MeshRefresh::PerCell {
+            refresh_mesh(cell).await;
+        }
+        match heartbeats(cell, settings, refresh, &mut rng, &mut contest).await {
+            HeartbeatEnd::Forgotten | HeartbeatEnd::Displaced(Displaced::RegisterNow) => {}
+            HeartbeatEnd::Displaced(Displaced::Reclaim(not_before)) => {
+                tokio::time::sleep_until(not_before).await
+            }
+            HeartbeatEnd::Displaced(Displaced::GiveUp) => {
                 // Stay up, unregistered; keep the mesh view fresh for sends.
                 loop {
                     tokio::time::sleep(settings.heartbeat).await;
-                    refresh_mesh(cell).await;
+                    if refresh == MeshRefresh::PerCell {
+                        refresh_mesh(cell).await;
+                    }
                 }
             }
         }
@@ -267,6 +300,7 @@ async fn lifecycle(cell: &CellRuntime, settings: LifecycleSettings) -> Lifecycle
 async fn heartbeats(
     cell: &CellRuntime,
     settings: LifecycleSettings,
+    refresh: MeshRefresh,
     rng: &mut impl Rng,
     contest: &mut Contest,
 ) -> HeartbeatEnd {
@@ -275,10 +309,7 @@ async fn heartbeats(
     let mut next = Instant::now() + Duration::from_millis(phase_ms);
     loop {
         tokio::time::sleep_until(next).await;
-        next += settings.heartbeat;
-        if next < Instant::now() {
-            next = Instant::now() + settings.heartbeat;
-        }
+        next = next_beat(next, settings.heartbeat, Instant::now());
         let lease = cell.lease().unwrap_or_default();
         let beat = cell
             .mesh
@@ -290,20 +321,17 @@ async fn heartbeats(
                 if let Some(count) = peers_count {
                     cell.set_peers_count(count);
                 }
-                refresh_mesh(cell).await;
+                if refresh == MeshRefresh::PerCell {
+                    refresh_mesh(cell).await;
+                }
             }
             Err(DiscoveryError::NotRegistered(detail)) => {
-                tracing::info!(cell_id = %cell.cell_id(), %detail, "discovery no longer knows this cell; registering again");
-                cell.set_lease(None);
-                cell.update_registration(|s| {
-                    s.status = RegistrationState::Registering;
-                    s.detail = "discovery forgot this cell; registering again".to_owned();
-                });
+                on_forgotten(cell, &detail);
                 return HeartbeatEnd::Forgotten;
             }
-            Err(DiscoveryError::Conflict(detail)) => {
-                cell.set_lease(None);
-                return displaced(cell, contest, &detail).await;
+            Err(DiscoveryError::Conflict(detail) | DiscoveryError::Forbidden(detail)) => {
+                let holder = holder(cell.mesh.discovery(), cell.cell_id()).await;
+                return HeartbeatEnd::Displaced(on_displaced(cell, contest, holder, &detail));
             }
             Err(error) => {
                 tracing::warn!(cell_id = %cell.cell_id(), %error, "heartbeat failed");
@@ -312,46 +340,62 @@ async fn heartbeats(
     }
 }
 
-/// Another registration took the id (a heartbeat got 409): counts it,
-/// reports it and decides whether to re-claim.
-async fn displaced(cell: &CellRuntime, contest: &mut Contest, detail: &str) -> HeartbeatEnd {
-    let holder = holder(cell).await;
-    let ours = format!(
-        "{}:{}",
-        cell.identity.advertise_host, cell.identity.advertise_port
-    );
+/// The heartbeat after the one due at `due`, at `interval`; when the host
+/// fell behind (`now` past it), one interval from `now` rather than a burst.
+pub(crate) fn next_beat(due: Instant, interval: Duration, now: Instant) -> Instant {
+    let next = due + interval;
+    if next < now { now + interval } else { next }
+}
+
+/// What a displaced cell does next (the contest rules' verdict, or at once
+/// when the id was re-registered at the cell's own address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Displaced {
+    /// Register again at once.
+    RegisterNow,
+    /// Re-claim the id, not before this.
+    Reclaim(Instant),
+    /// Too many displacements in a row: stay unregistered.
+    GiveUp,
+}
+
+/// Discovery accepted `lease`: the contest counts the claim, the status
+/// says registered (and re-claimed, after displacements), the lease is kept
+/// for the next calls.
+pub(crate) fn on_registered(cell: &CellRuntime, contest: &mut Contest, lease: Lease) {
+    contest.claimed(Instant::now(), lease.ttl);
+    cell.update_registration(|s| s.registered(lease.incarnation));
+    cell.set_lease(Some(lease));
+}
+
+/// Discovery forgot the cell (a heartbeat's 404): register again.
+pub(crate) fn on_forgotten(cell: &CellRuntime, detail: &str) {
+    tracing::info!(cell_id = %cell.cell_id(), %detail, "discovery no longer knows this cell; registering again");
+    cell.set_lease(None);
+    cell.update_registration(RegistrationStatus::forgotten);
+}
+
+/// Another registration took the id (a heartbeat's 409, or 403: discovery
+/// no longer takes this cell's lease), held by `holder` when discovery
+/// says: counts it, reports it and decides whether to re-claim.
+pub(crate) fn on_displaced(
+    cell: &CellRuntime,
+    contest: &mut Contest,
+    holder: Option<String>,
+    detail: &str,
+) -> Displaced {
+    cell.set_lease(None);
+    let ours = address(&cell.identity.advertise_host, cell.identity.advertise_port);
     if holder.as_deref() == Some(ours.as_str()) {
         // Re-registered at our own address (an earlier answer of ours lost
         // on the way, say): peers still reach us; take it back at once.
         tracing::info!(cell_id = %cell.cell_id(), "the id was registered again at this cell's own address; registering again");
-        return HeartbeatEnd::Forgotten;
+        return Displaced::RegisterNow;
     }
     let verdict = contest.displaced(Instant::now());
-    let by = holder
-        .clone()
-        .unwrap_or_else(|| "an unknown address".to_owned());
-    let (in_a_row, total, ttl) = (contest.in_a_row(), contest.total(), contest.ttl());
-    let state = match verdict {
-        Verdict::Reclaim { .. } => RegistrationState::Contested,
-        Verdict::GiveUp => RegistrationState::GivenUp,
-    };
-    cell.update_registration(|s| {
-        s.status = state;
-        s.by = holder.clone();
-        s.displacements = in_a_row;
-        s.displacements_total = total;
-        s.incarnation = None;
-        s.detail = match verdict {
-            Verdict::Reclaim { .. } => format!(
-                "id contested by {by}; re-claiming it at most once per TTL ({} ms)",
-                ttl.as_millis()
-            ),
-            Verdict::GiveUp => format!(
-                "id contested by {by}: displaced {in_a_row} times in a row; no longer re-claiming it \
-                 (restart the host to try again, or give it another id)"
-            ),
-        };
-    });
+    cell.update_registration(|s| s.displaced(verdict, holder.clone(), contest));
+    let by = holder.unwrap_or_else(|| UNKNOWN_HOLDER.to_owned());
+    let in_a_row = contest.in_a_row();
     match verdict {
         Verdict::Reclaim { not_before } => {
             tracing::warn!(
@@ -362,7 +406,7 @@ async fn displaced(cell: &CellRuntime, contest: &mut Contest, detail: &str) -> H
                 wait_ms = not_before.saturating_duration_since(Instant::now()).as_millis() as u64,
                 "another registration took this cell's id; re-claiming it"
             );
-            HeartbeatEnd::Reclaim(not_before)
+            Displaced::Reclaim(not_before)
         }
         Verdict::GiveUp => {
             tracing::error!(
@@ -372,28 +416,49 @@ async fn displaced(cell: &CellRuntime, contest: &mut Contest, detail: &str) -> H
                 "id contested by {by}: displaced {in_a_row} times in a row; staying up unregistered \
                  until restarted"
             );
-            HeartbeatEnd::GiveUp
+            Displaced::GiveUp
         }
     }
 }
 
-/// `HOST:PORT` of the registration now holding this cell's id, if
-/// discovery says (`GET /peers/{id}`, else the listing).
-async fn holder(cell: &CellRuntime) -> Option<String> {
-    let discovery = cell.mesh.discovery();
-    let peer = match discovery.peer(cell.cell_id()).await {
+/// A registration failed with `error`, when held by `holder` (a 409: the
+/// id is held under another secret) or otherwise (the status says why,
+/// unless the cell is contested).
+pub(crate) fn on_registration_failed(
+    cell: &CellRuntime,
+    contest: &Contest,
+    error: &DiscoveryError,
+    holder: Option<String>,
+) {
+    match error {
+        DiscoveryError::Conflict(_) => {
+            cell.update_registration(|s| s.held(holder, contest.in_a_row()));
+        }
+        error => cell.update_registration(|s| s.registering_failed(error)),
+    }
+}
+
+/// `HOST:PORT`, the host bracketed when it is an IPv6 address.
+pub(crate) fn address(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// `HOST:PORT` of the registration now holding `cell_id`, if discovery
+/// says (`GET /peers/{id}`, else the listing).
+pub(crate) async fn holder(discovery: &DiscoveryClient, cell_id: &str) -> Option<String> {
+    let peer = match discovery.peer(cell_id).await {
         Ok(Some(peer)) => Some(peer),
         Ok(None) | Err(_) => discovery
             .peers()
             .await
             .ok()
-            .and_then(|peers| peers.into_iter().find(|p| p.cell_id == cell.cell_id())),
+            .and_then(|peers| peers.into_iter().find(|p| p.cell_id == cell_id)),
     }?;
-    Some(if peer.ip.contains(':') {
-        format!("[{}]:{}", peer.ip, peer.port)
-    } else {
-        format!("{}:{}", peer.ip, peer.port)
-    })
+    Some(address(&peer.ip, peer.port))
 }
 
 /// Registers with back-off until discovery accepts, presenting the
@@ -428,38 +493,20 @@ async fn register(
             }
             Err(error) => error,
         };
-        match &error {
+        let holder = match &error {
             DiscoveryError::Refused { detail, .. } if first => {
                 tracing::error!(cell_id = %cell.cell_id(), %detail, "discovery refuses this cell's registration");
                 return Err(detail.clone());
             }
             DiscoveryError::Refused { .. } => {
                 tracing::error!(cell_id = %cell.cell_id(), %error, "discovery refuses this cell's registration");
-                attempt = attempt.max(31);
+                attempt = attempt.max(REFUSED_ATTEMPT);
+                None
             }
-            DiscoveryError::Conflict(_) => {
-                let holder = holder(cell).await;
-                let by = holder
-                    .clone()
-                    .unwrap_or_else(|| "an unknown address".to_owned());
-                let in_a_row = contest.in_a_row();
-                cell.update_registration(|s| {
-                    s.status = RegistrationState::Contested;
-                    s.by = holder.clone();
-                    s.displacements = in_a_row;
-                    s.detail = format!(
-                        "id contested by {by}: discovery holds it under another secret until that \
-                         registration expires; retrying"
-                    );
-                });
-            }
-            _ => cell.update_registration(|s| {
-                if s.status != RegistrationState::Contested {
-                    s.status = RegistrationState::Registering;
-                    s.detail = format!("registering with discovery: {error}");
-                }
-            }),
-        }
+            DiscoveryError::Conflict(_) => holder(discovery, cell.cell_id()).await,
+            _ => None,
+        };
+        on_registration_failed(cell, contest, &error, holder);
         let wait = policy.delay(attempt, rng);
         attempt = attempt.saturating_add(1);
         log_retry(policy, "registration with discovery", attempt, &error, wait);
@@ -467,8 +514,12 @@ async fn register(
     }
 }
 
+/// The back-off attempt a refused re-registration jumps to: the capped
+/// ceiling (no retry can cure it soon; an operator may).
+pub(crate) const REFUSED_ATTEMPT: u32 = 31;
+
 /// Refreshes the mesh view; failures are logged (the old view stays).
-async fn refresh_mesh(cell: &CellRuntime) {
+pub(crate) async fn refresh_mesh(cell: &CellRuntime) {
     match cell.mesh.refresh().await {
         Ok(count) => tracing::trace!(peers = count, "mesh view refreshed"),
         Err(error) => tracing::debug!(%error, "cannot refresh the mesh view"),
@@ -514,6 +565,25 @@ mod tests {
         let ceilings: Vec<u64> = (0..12).map(|a| POLICY.ceiling(a).as_secs()).collect();
         assert_eq!(ceilings, vec![1, 2, 4, 8, 16, 30, 30, 30, 30, 30, 30, 30]);
         assert_eq!(POLICY.ceiling(u32::MAX), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_late_heartbeat_schedule_restarts_from_now_rather_than_bursting() {
+        let t0 = Instant::now();
+        let interval = Duration::from_secs(5);
+        assert_eq!(
+            next_beat(t0, interval, t0 + Duration::from_secs(1)),
+            t0 + interval
+        );
+        let late = t0 + Duration::from_secs(12);
+        assert_eq!(next_beat(t0, interval, late), late + interval);
+    }
+
+    #[test]
+    fn addresses_bracket_ipv6_hosts() {
+        assert_eq!(address("10.0.0.9", 8000), "10.0.0.9:8000");
+        assert_eq!(address("::1", 8000), "[::1]:8000");
+        assert_eq!(address("cell.example", 80), "cell.example:80");
     }
 
     #[test]

@@ -1,12 +1,15 @@
 //! `cell-host`: parses arguments, starts tracing and calls the library:
 //! a cell run (binds the listener and serves until SIGTERM or Ctrl-C; a
-//! second one exits at once, status 130) or `cell-host conformance
-//! PLUGIN.wasm` (checks a plugin and exits 0, 1 or 2).
+//! second one exits at once, status 130), a run of many cells (the same,
+//! each cell on its own listener; exits non-zero only when every cell
+//! failed) or `cell-host conformance PLUGIN.wasm` (checks a plugin and
+//! exits 0, 1 or 2).
 
+use std::future::Future;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use cell_host::{Args, Cli, Command, ConformanceArgs, HostConfig};
+use cell_host::{Args, Cli, Command, ConformanceArgs, FleetConfig, HostConfig, RunConfig};
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -90,18 +93,48 @@ fn conformance(args: ConformanceArgs) -> ExitCode {
 
 async fn serve(args: Args) -> anyhow::Result<Stopped> {
     // Through `Error` so that the message starts "invalid configuration:".
-    let config = HostConfig::try_from(args).map_err(cell_host::Error::from)?;
+    match RunConfig::try_from(args).map_err(cell_host::Error::from)? {
+        RunConfig::Cell(config) => serve_cell(*config).await,
+        RunConfig::Fleet(config) => serve_fleet(*config).await,
+    }
+}
+
+/// One cell, exactly as before the host ran many.
+async fn serve_cell(config: HostConfig) -> anyhow::Result<Stopped> {
     let addr = config.listen;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
+    until_signalled(|first| cell_host::run(config, listener, first)).await
+}
+
+/// Many cells; the run fails only when every cell failed.
+async fn serve_fleet(config: FleetConfig) -> anyhow::Result<Stopped> {
+    until_signalled(|first| async move {
+        let end = cell_host::fleet::run(config, first).await?;
+        if end.all_failed() {
+            anyhow::bail!("{end}");
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Runs `run` until it ends; the first SIGTERM or Ctrl-C resolves the
+/// shutdown future handed to it, a second ends the process at once.
+async fn until_signalled<F, R, E>(run: F) -> anyhow::Result<Stopped>
+where
+    F: FnOnce(std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> R,
+    R: Future<Output = Result<(), E>>,
+    E: Into<anyhow::Error>,
+{
     // Handlers installed before serving, so no signal is lost.
     let mut signals = Signals::install();
     let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
-    let first = async move {
+    let first = Box::pin(async move {
         let _ = first_rx.await;
-    };
-    let run = cell_host::run(config, listener, first);
+    });
+    let run = run(first);
     tokio::pin!(run);
     tokio::select! {
         outcome = &mut run => return outcome.map(|()| Stopped::Cleanly).map_err(Into::into),

@@ -198,7 +198,7 @@ pub struct Mesh {
     self_id: OnceLock<String>,
     discovery: DiscoveryClient,
     peers: PeerClient,
-    view: MeshView,
+    view: Arc<MeshView>,
     manual: Mutex<BTreeMap<String, ManualPeer>>,
     register_peer: bool,
 }
@@ -208,11 +208,17 @@ impl Mesh {
     /// `/register_peer` on. The cell id is set later with
     /// [`Mesh::set_self_id`].
     pub fn new(discovery: DiscoveryClient, peers: PeerClient) -> Self {
+        Self::with_view(discovery, peers, Arc::default())
+    }
+
+    /// The same, sharing `view` (one cached listing for every cell of a
+    /// host; each cell leaves itself out when it reads).
+    pub fn with_view(discovery: DiscoveryClient, peers: PeerClient, view: Arc<MeshView>) -> Self {
         Self {
             self_id: OnceLock::new(),
             discovery,
             peers,
-            view: MeshView::default(),
+            view,
             manual: Mutex::new(BTreeMap::new()),
             register_peer: true,
         }
@@ -255,14 +261,15 @@ impl Mesh {
         self.view.refresh(&self.discovery, self.self_id()).await
     }
 
-    /// The cached view of discovery's listing.
-    pub fn view(&self) -> &MeshView {
+    /// The cached view of discovery's listing (shared by every cell of a
+    /// many-cell host).
+    pub fn view(&self) -> &Arc<MeshView> {
         &self.view
     }
 
     /// The peers discovery last listed, without this cell.
     pub fn mesh_peers(&self) -> Vec<PeerInfo> {
-        self.view.peers()
+        self.view.peers_except(self.self_id())
     }
 
     /// How long ago the view was refreshed.
@@ -302,6 +309,9 @@ impl Mesh {
     /// Finds a peer in the cached view of discovery's listing (never in the
     /// hand-kept list: a hand-kept entry must not shadow a listed id).
     pub fn resolve_cached(&self, cell_id: &str) -> Option<ResolvedPeer> {
+        if cell_id == self.self_id() {
+            return None;
+        }
         self.view.find(cell_id).as_ref().map(ResolvedPeer::listed)
     }
 

@@ -18,6 +18,7 @@ use serde::Serialize;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::contest::{Contest, Verdict};
 use crate::plugin::PluginError;
 use crate::plugin::bindings::CellState;
 use crate::plugin::stats::Resets;
@@ -68,6 +69,89 @@ pub struct RegistrationStatus {
     pub incarnation: Option<u64>,
     /// One sentence for people (`"id contested by 10.0.0.9:8000; ..."`).
     pub detail: String,
+}
+
+/// What the host writes when discovery does not say who holds an id.
+pub(crate) const UNKNOWN_HOLDER: &str = "an unknown address";
+
+/// The transitions of a cell's standing, shared by the single-cell
+/// lifecycle and the many-cell host's batch liveness (so both say the
+/// same).
+impl RegistrationStatus {
+    /// Discovery accepted the registration (lease `incarnation`).
+    pub fn registered(&mut self, incarnation: Option<u64>) {
+        self.status = RegistrationState::Registered;
+        self.incarnation = incarnation;
+        self.detail = match &self.by {
+            Some(by) if self.displacements > 0 => format!(
+                "registered with discovery; re-claimed the id from {by} \
+                 ({} displacement(s) in a row)",
+                self.displacements
+            ),
+            _ => "registered with discovery".to_owned(),
+        };
+    }
+
+    /// Discovery forgot the cell (a heartbeat's 404): registering again.
+    pub fn forgotten(&mut self) {
+        self.status = RegistrationState::Registering;
+        self.detail = "discovery forgot this cell; registering again".to_owned();
+    }
+
+    /// Another registration took the id (held by `holder`, when discovery
+    /// says), and `contest` (which counted it) gave `verdict`.
+    pub fn displaced(&mut self, verdict: Verdict, holder: Option<String>, contest: &Contest) {
+        let by = holder.as_deref().unwrap_or(UNKNOWN_HOLDER).to_owned();
+        let in_a_row = contest.in_a_row();
+        self.status = match verdict {
+            Verdict::Reclaim { .. } => RegistrationState::Contested,
+            Verdict::GiveUp => RegistrationState::GivenUp,
+        };
+        self.by = holder;
+        self.displacements = in_a_row;
+        self.displacements_total = contest.total();
+        self.incarnation = None;
+        self.detail = match verdict {
+            Verdict::Reclaim { .. } => format!(
+                "id contested by {by}; re-claiming it at most once per TTL ({} ms)",
+                contest.ttl().as_millis()
+            ),
+            Verdict::GiveUp => format!(
+                "id contested by {by}: displaced {in_a_row} times in a row; no longer re-claiming it \
+                 (restart the host to try again, or give it another id)"
+            ),
+        };
+    }
+
+    /// A registration was answered 409: discovery holds the id under
+    /// another secret (held by `holder`, when discovery says); retrying.
+    pub fn held(&mut self, holder: Option<String>, in_a_row: u32) {
+        let by = holder.as_deref().unwrap_or(UNKNOWN_HOLDER).to_owned();
+        self.status = RegistrationState::Contested;
+        self.by = holder;
+        self.displacements = in_a_row;
+        self.detail = format!(
+            "id contested by {by}: discovery holds it under another secret until that \
+             registration expires; retrying"
+        );
+    }
+
+    /// A registration failed with `error` (unreachable, 5xx...): retrying.
+    /// A contested cell stays contested.
+    pub fn registering_failed(&mut self, error: &dyn std::fmt::Display) {
+        if self.status != RegistrationState::Contested {
+            self.status = RegistrationState::Registering;
+            self.detail = format!("registering with discovery: {error}");
+        }
+    }
+
+    /// Discovery refused the cell's first registration itself (400, 413,
+    /// 422): no retry can cure it; the cell stops.
+    pub fn refused(&mut self, detail: &str) {
+        self.status = RegistrationState::Registering;
+        self.incarnation = None;
+        self.detail = format!("discovery refused the registration: {detail}");
+    }
 }
 
 impl Default for RegistrationStatus {
@@ -388,6 +472,79 @@ mod tests {
         assert_eq!(json["status"], "given_up");
         assert_eq!(json["by"], "10.66.66.66:9");
         assert_eq!(json["displacements"], 3);
+    }
+
+    /// The transitions both liveness paths share say what the single
+    /// lifecycle always said.
+    #[test]
+    fn transitions_keep_the_lifecycle_texts() {
+        use crate::contest::ContestPolicy;
+        let mut status = RegistrationStatus::default();
+        status.registered(Some(4));
+        assert_eq!(status.status, RegistrationState::Registered);
+        assert_eq!(status.detail, "registered with discovery");
+        assert_eq!(status.incarnation, Some(4));
+
+        status.forgotten();
+        assert_eq!(status.status, RegistrationState::Registering);
+        assert_eq!(
+            status.detail,
+            "discovery forgot this cell; registering again"
+        );
+
+        let now = Instant::now();
+        let mut contest = Contest::new(ContestPolicy::default());
+        contest.claimed(now, Some(Duration::from_millis(1500)));
+        let verdict = contest.displaced(now);
+        status.displaced(verdict, Some("10.0.0.9:8000".into()), &contest);
+        assert_eq!(status.status, RegistrationState::Contested);
+        assert_eq!(
+            status.detail,
+            "id contested by 10.0.0.9:8000; re-claiming it at most once per TTL (1500 ms)"
+        );
+        assert_eq!((status.displacements, status.displacements_total), (1, 1));
+        assert_eq!(status.incarnation, None);
+
+        // A failed registration leaves a contested cell contested.
+        status.registering_failed(&"unreachable");
+        assert_eq!(status.status, RegistrationState::Contested);
+
+        status.registered(Some(5));
+        assert_eq!(
+            status.detail,
+            "registered with discovery; re-claimed the id from 10.0.0.9:8000 (1 displacement(s) in a row)"
+        );
+
+        status.held(None, 1);
+        assert_eq!(
+            status.detail,
+            "id contested by an unknown address: discovery holds it under another secret until \
+             that registration expires; retrying"
+        );
+
+        contest.displaced(now);
+        let verdict = contest.displaced(now);
+        status.displaced(verdict, None, &contest);
+        assert_eq!(status.status, RegistrationState::GivenUp);
+        assert!(
+            status.detail.starts_with(
+                "id contested by an unknown address: displaced 3 times in a row; no longer re-claiming it"
+            ),
+            "{}",
+            status.detail
+        );
+
+        let mut fresh = RegistrationStatus::default();
+        fresh.registering_failed(&"discovery answered 503");
+        assert_eq!(
+            fresh.detail,
+            "registering with discovery: discovery answered 503"
+        );
+        fresh.refused("branch: too long");
+        assert_eq!(
+            fresh.detail,
+            "discovery refused the registration: branch: too long"
+        );
     }
 
     #[test]

@@ -60,6 +60,12 @@ const GUESTS: &[Guest] = &[
         "A cell whose `handle-message`, `sync` and `invoke` sleep 60 s (wasi:clocks + wasi:io/poll).",
     ),
     Guest::fixture(
+        "flood",
+        "FIXTURE_FLOOD_WASM",
+        Recipe::CrateWithFeature(MISBEHAVING, "flood"),
+        "A cell whose `handle-message`, `sync` and `invoke` call `send-message` until the host refuses (to the cell the content names).",
+    ),
+    Guest::fixture(
         "bad-manifest",
         "FIXTURE_BAD_MANIFEST_WASM",
         Recipe::CrateWithFeature(MISBEHAVING, "bad-manifest"),

@@ -1,5 +1,5 @@
-//! Request bodies read up to the configured limit (413 beyond, in the app's JSON error shape),
-//! and the answers to a registration over its byte budget.
+//! Request bodies read up to the configured limit (the batch calls have their own: 413 beyond,
+//! in the app's JSON error shape), and the answers to a registration over its byte budget.
 
 use axum::body::{Body, Bytes, HttpBody};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -23,7 +23,11 @@ impl From<RegistrationError> for ApiError {
 /// A small body (every heartbeat) arrives as one data frame: that frame is returned as it is,
 /// without copying it or collecting it into a buffer list.
 pub(crate) async fn read_body(body: Body, state: &AppState) -> Result<Bytes, ApiError> {
-    let limit = state.config().body_limit;
+    read_body_up_to(body, state.config().body_limit).await
+}
+
+/// Reads a body up to `limit` bytes (413 beyond): the batch calls' own limit.
+pub(crate) async fn read_body_up_to(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     let mut body = Limited::new(body, limit);
     let mut first: Option<Bytes> = None;
     let mut joined: Option<Vec<u8>> = None;

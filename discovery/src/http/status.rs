@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use crate::clock::{iso8601, unix_micros_now};
 use crate::error::ApiError;
-use crate::metrics::metric;
+use crate::metrics::{BATCH_CALLS, metric};
 use crate::registry_handle::RegistryGauges;
 use crate::state::AppState;
 
@@ -104,6 +104,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         stats,
         held,
         holding,
+        failure_domains,
     } = state.registry().gauges(now);
     let host = &state.config().my_host;
     let cell = format!(
@@ -210,6 +211,36 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     );
     metric(
         &mut out,
+        "discovery_failure_domains",
+        "gauge",
+        "Distinct failure domains among registered peers (the cells a batch registered for one host are one domain; a peer registered by the single call is its own). The mass-eviction guard counts these.",
+        &[("", failure_domains as f64)],
+    );
+    let per_call = |counters: &[std::sync::atomic::AtomicU64]| -> Vec<(String, f64)> {
+        BATCH_CALLS
+            .iter()
+            .zip(counters)
+            .map(|(call, c)| (format!("call=\"{call}\""), f(c.load(Ordering::Relaxed))))
+            .collect()
+    };
+    let requests = per_call(&m.batch_requests);
+    let cells = per_call(&m.batch_cells);
+    metric(
+        &mut out,
+        "discovery_batch_requests_total",
+        "counter",
+        "Batch requests accepted as a whole (well formed and authorised), by call.",
+        &labelled(&requests),
+    );
+    metric(
+        &mut out,
+        "discovery_batch_cells_total",
+        "counter",
+        "Cells named by accepted batch requests, by call (each cell's own outcome aside: renewals also count in discovery_heartbeats_total, registrations in discovery_registrations_total).",
+        &labelled(&cells),
+    );
+    metric(
+        &mut out,
         "discovery_startup_grace",
         "gauge",
         "1 during the start-up grace window.",
@@ -285,6 +316,10 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     resp
+}
+
+fn labelled(samples: &[(String, f64)]) -> Vec<(&str, f64)> {
+    samples.iter().map(|(l, x)| (l.as_str(), *x)).collect()
 }
 
 /// 404 for unknown paths.

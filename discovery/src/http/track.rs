@@ -108,7 +108,9 @@ where
     }
 }
 
-fn count_refusal(state: &AppState, status: StatusCode) {
+/// Counts a refusal with `status` in the refusal counters (also used for each refused cell of
+/// a batch, so a batch counts as the single calls it replaces would have).
+pub(crate) fn count_refusal(state: &AppState, status: StatusCode) {
     let m = &state.inner.metrics;
     match status {
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {

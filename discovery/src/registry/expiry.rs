@@ -67,9 +67,9 @@ impl PeerRegistry {
                 break;
             }
             let id = id.clone();
-            self.remove(&id, LeaveReason::Expired, now);
-            if count_recent {
-                self.recent_expiries.push_back(now);
+            let left = self.remove(&id, LeaveReason::Expired, now);
+            if count_recent && let Some(entry) = left {
+                self.domains.expired(now, entry.domain);
             }
             out.evicted.push(id);
         }

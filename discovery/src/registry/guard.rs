@@ -5,9 +5,15 @@
 //!
 //! # The guard
 //!
-//! A hold starts when more than `mass_eviction_share` of the population (live peers plus those
-//! expired within the last TTL, when at least `mass_eviction_min_peers`) would have expired
-//! within one TTL. While it is in force the same condition is checked again every
+//! The guard counts *failure domains*, not peers (see [`super::domains`]): the cells a batch
+//! registered for one host are one domain, a peer registered by the single call is a domain of
+//! its own. So a registry without batch calls counts peers exactly as before, and one host of
+//! a thousand cells dying among fifty domains is one failure in fifty, not a thousand in 1,050.
+//!
+//! A hold starts when more than `mass_eviction_share` of the population (the distinct domains
+//! of live peers and of peers expired within the last TTL, when at least
+//! `mass_eviction_min_peers` of them) would have lost a peer to expiry within one TTL. While it
+//! is in force the same condition is checked again every
 //! [`PeerRegistry::hold_check_interval`] (a tenth of the TTL, between 50 ms and 1 s), and the
 //! hold ends:
 //!
@@ -116,7 +122,7 @@ impl PeerRegistry {
 
     fn end_hold(&mut self, out: &mut ReapOutcome) {
         self.hold_until = None;
-        self.recent_expiries.clear();
+        self.domains.forget_recent();
         out.hold_released = true;
     }
 
@@ -159,19 +165,28 @@ impl PeerRegistry {
         out.more = more;
     }
 
-    /// Whether evicting `expired` more peers would make more than the configured share of the
-    /// population (live peers plus those expired within the last TTL) expire within one TTL.
+    /// Whether evicting the `expired` peers past their deadline would make more than the
+    /// configured share of the population lose a peer to expiry within one TTL, counted in
+    /// failure domains (see the module docs): population = distinct domains of live peers and
+    /// of peers expired within the last TTL; failing = distinct domains among those expired
+    /// within the last TTL and those about to be.
     fn mass_expiry(&mut self, now: Instant, expired: usize) -> bool {
-        let window_start = now.checked_sub(self.settings.ttl);
-        while self
-            .recent_expiries
-            .front()
-            .is_some_and(|t| window_start.is_some_and(|w| *t <= w))
-        {
-            self.recent_expiries.pop_front();
+        if let Some(window_start) = now.checked_sub(self.settings.ttl) {
+            self.domains.forget_before(window_start);
         }
-        let population = self.peers.len() + self.recent_expiries.len();
-        let would = self.recent_expiries.len() + expired;
+        let population = self.domains.population();
+        let failing_now = if self.domains.any_named() {
+            let peers = &self.peers;
+            self.domains.newly_failing(
+                self.deadlines
+                    .range(..=(now, u64::MAX))
+                    .map(|(_, id)| peers.get(id).and_then(|e| e.domain.as_ref())),
+            )
+        } else {
+            // Every peer is its own domain: no need to look at them.
+            expired
+        };
+        let would = self.domains.recent() + failing_now;
         population >= self.settings.mass_eviction_min_peers
             && (would as f64) > self.settings.mass_eviction_share * population as f64
     }

@@ -129,12 +129,28 @@ impl PeerRegistry {
     }
 
     /// Registers a cell at `now` for `claim`, with `last_seen` = `wall_micros`: a new id, an
-    /// expired one, or a live one the claim may replace (see the module docs).
+    /// expired one, or a live one the claim may replace (see the module docs). The peer has no
+    /// failure domain (the single call: [`PeerRegistry::register_in`] with `None`).
     pub fn register_as(
         &mut self,
         info: &CellInfo,
         secret: [u8; SECRET_LEN],
         claim: Claim<'_>,
+        now: Instant,
+        wall_micros: i64,
+    ) -> Result<Registered, RegistryError> {
+        self.register_in(info, secret, claim, None, now, wall_micros)
+    }
+
+    /// [`PeerRegistry::register_as`] with the failure domain the new registration belongs to:
+    /// the batch's `host_id`, or `None` for the single call (which clears the domain an
+    /// earlier batch registration of the id had). See [`super::domains`].
+    pub fn register_in(
+        &mut self,
+        info: &CellInfo,
+        secret: [u8; SECRET_LEN],
+        claim: Claim<'_>,
+        domain: Option<&str>,
         now: Instant,
         wall_micros: i64,
     ) -> Result<Registered, RegistryError> {
@@ -195,6 +211,8 @@ impl PeerRegistry {
             self.stats.takeovers += 1;
             self.emit_takeover(record.clone(), t);
         }
+        let domain = domain.map(|host| self.domains.intern(host));
+        self.domains.join(domain.as_ref());
         self.peers.insert(
             cell_id,
             PeerEntry {
@@ -203,6 +221,7 @@ impl PeerRegistry {
                 address,
                 deadline,
                 reprieved: false,
+                domain,
             },
         );
         Ok(Registered {
@@ -294,6 +313,7 @@ impl PeerRegistry {
     ) -> Option<PeerEntry> {
         let (_, entry) = self.peers.remove_entry(id)?;
         self.release(&entry.record);
+        self.domains.leave(entry.domain.as_ref());
         self.deadlines
             .remove(&(entry.deadline, entry.record.incarnation));
         match reason {

@@ -17,6 +17,8 @@
 //! - [`expiry`]: the deadline index walk ([`PeerRegistry::reap`]);
 //! - [`guard`]: the start-up grace window and the mass-eviction guard (holds, early ends and
 //!   reprieves);
+//! - [`domains`]: failure domains (a batch-registered host and its cells count as one),
+//!   which the guard counts instead of peers;
 //! - [`events`]: revisions, [`WatchEvent`]s (including `takeover`), history and subscriptions;
 //! - [`snapshot`]: [`PeerFilter`], [`PeersView`] and rendering with `age_ms` at answer time.
 
@@ -27,6 +29,7 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
+pub mod domains;
 pub mod events;
 pub mod expiry;
 pub mod guard;
@@ -34,6 +37,7 @@ pub mod lease;
 pub mod peer;
 pub mod snapshot;
 
+pub use domains::FailureDomains;
 pub use events::{EventKind, LeaveReason, Resume, WatchEvent};
 pub use expiry::ReapOutcome;
 pub use lease::{Authority, Claim, HeartbeatAck, Registered, RegistryError, Takeover};
@@ -77,9 +81,9 @@ pub struct RegistrySettings {
     pub ttl: Duration,
     /// No evictions before `start + startup_grace`.
     pub startup_grace: Duration,
-    /// Guard threshold (share of population).
+    /// Guard threshold (share of the population, in failure domains).
     pub mass_eviction_share: f64,
-    /// Guard minimum population.
+    /// Guard minimum population (failure domains).
     pub mass_eviction_min_peers: usize,
     /// Longest hold.
     pub mass_eviction_hold: Duration,
@@ -104,6 +108,9 @@ struct PeerEntry {
     /// Its deadline was extended once already when a mass-eviction hold ended early (cleared
     /// by a heartbeat): a peer is given that second chance only once.
     reprieved: bool,
+    /// The `host_id` of the batch that registered it; `None` for a single-call registration
+    /// (its own failure domain). See [`domains`].
+    domain: Option<Arc<str>>,
 }
 
 /// The registry state machine. See the module docs.
@@ -120,8 +127,8 @@ pub struct PeerRegistry {
     /// Set while a hold that ended early gives the still-silent peers a fresh deadline, in
     /// batches: (peers with a deadline at or before this, their new deadline).
     reprieve: Option<(Instant, Instant)>,
-    /// When recent expiries happened (within one TTL), for the mass-eviction guard.
-    recent_expiries: VecDeque<Instant>,
+    /// Live and recently expired failure domains, for the mass-eviction guard.
+    domains: FailureDomains,
     peers: HashMap<Arc<str>, PeerEntry>,
     deadlines: BTreeMap<(Instant, u64), Arc<str>>,
     revision: u64,
@@ -146,7 +153,7 @@ impl PeerRegistry {
             drain_through: None,
             drain_counts: true,
             reprieve: None,
-            recent_expiries: VecDeque::new(),
+            domains: FailureDomains::default(),
             peers: HashMap::new(),
             deadlines: BTreeMap::new(),
             revision: 0,
@@ -188,6 +195,17 @@ impl PeerRegistry {
     /// Whether `id` is registered.
     pub fn contains(&self, id: &str) -> bool {
         self.peers.contains_key(id)
+    }
+
+    /// The failure domain of `id`: the `host_id` of the batch that registered it (`None` for
+    /// a single-call registration, or an unknown id).
+    pub fn domain(&self, id: &str) -> Option<Arc<str>> {
+        self.peers.get(id).and_then(|e| e.domain.clone())
+    }
+
+    /// Distinct failure domains among registered peers (a peer without a domain counts one).
+    pub fn failure_domains(&self) -> usize {
+        self.domains.live()
     }
 
     /// Current incarnation and deadline of `id`.

@@ -41,11 +41,16 @@ pub struct Heartbeat {
 
 /// Validates a `POST /register` body.
 pub fn cell_info(body: &[u8]) -> Result<CellInfo, Vec<FieldError>> {
-    let whole = parse_json(body)?;
-    let obj = object(&whole)?;
+    cell_info_value(&parse_json(body)?)
+}
+
+/// Validates a registration already parsed as JSON (a `POST /register` body, or one cell of
+/// a `POST /batch/register`).
+pub fn cell_info_value(whole: &Value) -> Result<CellInfo, Vec<FieldError>> {
+    let obj = object(whole)?;
     let mut c = Checker {
         obj,
-        whole: &whole,
+        whole,
         errors: Vec::new(),
     };
     let cell_id = required_cell_id(&mut c);
@@ -198,8 +203,23 @@ pub fn heartbeat(body: &[u8]) -> Result<Heartbeat, Vec<FieldError>> {
     };
     let cell_id = required_cell_id(&mut c);
     let level = c.float("consciousness_level").unwrap_or(0.0);
-    let incarnation = match c.get("incarnation", false) {
-        None | Some(Value::Null) => None,
+    let incarnation = incarnation_field(&mut c, false);
+    match cell_id {
+        Some(cell_id) if c.errors.is_empty() => Ok(Heartbeat {
+            cell_id,
+            consciousness_level: level,
+            incarnation,
+        }),
+        _ => Err(c.errors),
+    }
+}
+
+/// The `incarnation` field (a whole number, at least 0), `None` when absent or null (an
+/// error when absent and `required`).
+pub(super) fn incarnation_field(c: &mut Checker<'_>, required: bool) -> Option<u64> {
+    match c.get("incarnation", required) {
+        None | Some(Value::Null) if !required => None,
+        None => None,
         Some(v) => match lax_int(v, loc("body", "incarnation")) {
             Ok(n) => match u64::try_from(n) {
                 Ok(n) => Some(n),
@@ -221,19 +241,11 @@ pub fn heartbeat(body: &[u8]) -> Result<Heartbeat, Vec<FieldError>> {
                 None
             }
         },
-    };
-    match cell_id {
-        Some(cell_id) if c.errors.is_empty() => Ok(Heartbeat {
-            cell_id,
-            consciousness_level: level,
-            incarnation,
-        }),
-        _ => Err(c.errors),
     }
 }
 
 /// The required `cell_id` field, checked for length and characters.
-fn required_cell_id(c: &mut Checker<'_>) -> Option<String> {
+pub(super) fn required_cell_id(c: &mut Checker<'_>) -> Option<String> {
     let cell_id = c.string("cell_id", true, usize::MAX);
     if let Some(id) = &cell_id
         && let Err(e) = check_cell_id(id, loc("body", "cell_id"))

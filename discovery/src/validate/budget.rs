@@ -10,7 +10,7 @@
 use cellmesh_wire::limits::{RegistrationText, registration_cost};
 use serde_json::{Value, json};
 
-use super::bodies::{CellInfo, cell_info};
+use super::bodies::{CellInfo, cell_info, cell_info_value};
 use super::pydantic::{FieldError, loc};
 
 /// Why a registration was refused.
@@ -43,6 +43,25 @@ fn smallest(field: &str) -> usize {
 /// Validates a `POST /register` body and holds it to `budget` bytes (see the module docs).
 pub fn registration(body: &[u8], budget: usize) -> Result<CellInfo, RegistrationError> {
     let info = cell_info(body)?;
+    within_budget(&info, budget)?;
+    if body.len() > budget {
+        return Err(RegistrationError::TooLarge { budget });
+    }
+    Ok(info)
+}
+
+/// Validates one registration already parsed as JSON (a cell of `POST /batch/register`) and
+/// holds its cost as stored to `budget` bytes, as [`registration`] does (the batch's body as
+/// a whole is bounded by its own limit).
+pub fn registration_value(cell: &Value, budget: usize) -> Result<CellInfo, RegistrationError> {
+    let info = cell_info_value(cell)?;
+    within_budget(&info, budget)?;
+    Ok(info)
+}
+
+/// Refuses `info` when it costs more than `budget` bytes as stored: 422 naming the one field
+/// that makes it too big, else 413.
+fn within_budget(info: &CellInfo, budget: usize) -> Result<(), RegistrationError> {
     let text = RegistrationText {
         cell_id: &info.cell_id,
         ip: &info.ip,
@@ -82,10 +101,7 @@ pub fn registration(body: &[u8], budget: usize) -> Result<CellInfo, Registration
         }
         return Err(RegistrationError::TooLarge { budget });
     }
-    if body.len() > budget {
-        return Err(RegistrationError::TooLarge { budget });
-    }
-    Ok(info)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
-//! cellmesh's own field rules on top of the original contract: `cell_id` length and
-//! characters, and what an `ip` may be (the other bounds are checked where the fields are read,
+//! cellmesh's own field rules on top of the original contract: `cell_id` (and a batch's
+//! `host_id`) length and characters, and what an `ip` may be (the other bounds are checked where the fields are read,
 //! in [`super::bodies`]).
 
+use cellmesh_wire::batch::HOST_ID_MAX_LEN;
 use cellmesh_wire::limits::{CELL_ID_MAX_LEN, is_cell_id_byte, is_valid_peer_address};
 use serde_json::{Value, json};
 
@@ -9,6 +10,15 @@ use super::pydantic::FieldError;
 
 /// Checks a `cell_id`'s length and characters (`A-Z a-z 0-9 . _ : -`, 1..=128).
 pub fn check_cell_id(id: &str, at: Vec<Value>) -> Result<(), FieldError> {
+    check_id(id, CELL_ID_MAX_LEN, at)
+}
+
+/// Checks a batch's `host_id`: the cell-id alphabet, 1..=[`HOST_ID_MAX_LEN`] bytes.
+pub fn check_host_id(id: &str, at: Vec<Value>) -> Result<(), FieldError> {
+    check_id(id, HOST_ID_MAX_LEN, at)
+}
+
+fn check_id(id: &str, max_len: usize, at: Vec<Value>) -> Result<(), FieldError> {
     let input = Value::from(id);
     if id.is_empty() {
         return Err(FieldError::new(
@@ -19,14 +29,14 @@ pub fn check_cell_id(id: &str, at: Vec<Value>) -> Result<(), FieldError> {
         )
         .with_ctx(json!({ "min_length": 1 })));
     }
-    if id.len() > CELL_ID_MAX_LEN {
+    if id.len() > max_len {
         return Err(FieldError::new(
             "string_too_long",
             at,
-            &format!("String should have at most {CELL_ID_MAX_LEN} characters"),
+            &format!("String should have at most {max_len} characters"),
             input,
         )
-        .with_ctx(json!({ "max_length": CELL_ID_MAX_LEN })));
+        .with_ctx(json!({ "max_length": max_len })));
     }
     if !id.bytes().all(is_cell_id_byte) {
         return Err(FieldError::new(

@@ -13,14 +13,21 @@
 //! - [`fields`]: cellmesh's own field rules ([`check_cell_id`]);
 //! - [`bodies`]: the register and heartbeat bodies ([`cell_info`], [`heartbeat`]);
 //! - [`budget`]: the per-registration byte budget ([`registration`]: 413, or 422 naming the
-//!   field).
+//!   field);
+//! - [`batch`]: the batch bodies of a many-cell host (checked as a whole, then cell by cell
+//!   with the single calls' rules).
 
+pub mod batch;
 pub mod bodies;
 pub mod budget;
 pub mod fields;
 pub mod pydantic;
 
-pub use bodies::{CellInfo, Heartbeat, cell_info, heartbeat};
-pub use budget::{RegistrationError, registration};
-pub use fields::check_cell_id;
+pub use batch::{
+    Batch, BatchCell, BeatCell, LeaveCell, RegisterCell, batch_deregistration, batch_heartbeat,
+    batch_registration,
+};
+pub use bodies::{CellInfo, Heartbeat, cell_info, cell_info_value, heartbeat};
+pub use budget::{RegistrationError, registration, registration_value};
+pub use fields::{check_cell_id, check_host_id};
 pub use pydantic::{FieldError, lax_float, lax_int, parse_json};

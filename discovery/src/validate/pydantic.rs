@@ -76,25 +76,31 @@ pub(super) fn loc(place: &str, field: &str) -> Vec<Value> {
 /// Parses the body as JSON, FastAPI-style errors for empty or malformed bodies.
 pub fn parse_json(body: &[u8]) -> Result<Value, Vec<FieldError>> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(vec![FieldError::new(
-            "missing",
-            vec![Value::from("body")],
-            "Field required",
-            Value::Null,
-        )]);
+        return Err(vec![missing_body()]);
     }
-    serde_json::from_slice(body).map_err(|e| {
-        let offset = byte_offset(body, e.line(), e.column());
-        vec![
-            FieldError::new(
-                "json_invalid",
-                vec![Value::from("body"), Value::from(offset)],
-                "JSON decode error",
-                json!({}),
-            )
-            .with_ctx(json!({ "error": e.to_string() })),
-        ]
-    })
+    serde_json::from_slice(body).map_err(|e| vec![json_invalid(body, &e)])
+}
+
+/// The error for an empty body.
+pub(super) fn missing_body() -> FieldError {
+    FieldError::new(
+        "missing",
+        vec![Value::from("body")],
+        "Field required",
+        Value::Null,
+    )
+}
+
+/// The error for a body that is not JSON, at the byte where `e` found it.
+pub(super) fn json_invalid(body: &[u8], e: &serde_json::Error) -> FieldError {
+    let offset = byte_offset(body, e.line(), e.column());
+    FieldError::new(
+        "json_invalid",
+        vec![Value::from("body"), Value::from(offset)],
+        "JSON decode error",
+        json!({}),
+    )
+    .with_ctx(json!({ "error": e.to_string() }))
 }
 
 fn byte_offset(body: &[u8], line: usize, column: usize) -> usize {

@@ -2,6 +2,7 @@
 
 #![allow(missing_docs)]
 
+mod batch;
 mod browser;
 mod contract;
 mod input;

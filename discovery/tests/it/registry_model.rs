@@ -208,6 +208,43 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The same with failure domains (registrations by batch for one of two hosts, or single):
+    /// counting domains instead of peers never keeps a ghost either.
+    #[test]
+    fn guard_never_keeps_ghosts_with_failure_domains(ops in prop::collection::vec(op(), 1..80)) {
+        let start = Instant::now();
+        let mut now = start;
+        let mut reg = PeerRegistry::new(settings(true), start, 1);
+        let hold = Duration::from_secs(5);
+        for op in ops {
+            match op {
+                Op::Register(i, addr, who) => {
+                    let host = format!("host-{addr}");
+                    let domain = (who != 0).then_some(host.as_str());
+                    reg.register_in(&info(i), [0; 16], Claim::open(), domain, now, 0).unwrap();
+                    let got = reg.domain(&info(i).cell_id);
+                    prop_assert_eq!(got.as_deref(), domain);
+                }
+                Op::Heartbeat(i, _, _) => { let _ = reg.heartbeat(&info(i).cell_id, 0.0, None, Authority::Open, now, 0); }
+                Op::Deregister(i, _) => { let _ = reg.deregister(&info(i).cell_id, None, Authority::Open, now); }
+                Op::Advance(ms) => {
+                    let target = now + Duration::from_millis(ms);
+                    advance(&mut reg, &mut now, target);
+                    for i in 0..6 {
+                        if let Some((_, deadline)) = reg.lease(&info(i).cell_id) {
+                            prop_assert!(deadline + hold > now, "ghost: deadline {:?} before now {:?} - hold", deadline - start, now - start);
+                        }
+                    }
+                }
+            }
+            prop_assert!(reg.failure_domains() <= reg.len());
+        }
+    }
+}
+
 /// The reaper, simulated: like the real one it sleeps until the instant `next_wakeup` gave at
 /// its last pass (heartbeats do not wake it; registrations that create an earlier deadline
 /// do), evicts in passes of `batch`, and logs each eviction with its time. It also notes when

@@ -15,7 +15,7 @@ use super::error::LoadError;
 use super::instance::{Instances, export_call};
 use super::limits::SandboxLimits;
 use super::sandbox::{LoadReport, PluginSandbox};
-use super::state::{HostServices, IsolatedServices};
+use super::state::{HostServices, HostState, IsolatedServices};
 use super::validate;
 
 /// Reads a plugin file and turns it into a component: refuses what is not
@@ -29,16 +29,29 @@ pub fn load_component(
         path: path.into(),
         error,
     })?;
-    validate::check_header(path, &bytes)?;
+    compile_component(engine, path, &bytes, cache)
+}
+
+/// The contents `bytes` of the plugin file `path` turned into a component:
+/// refuses what is not a component, then compiles it or loads it from
+/// `cache` ([`load_component`] after reading the file; a many-cell host
+/// reads each file once, hashes it and calls this).
+pub fn compile_component(
+    engine: &PluginEngine,
+    path: &Path,
+    bytes: &[u8],
+    cache: Option<&ComponentCache>,
+) -> Result<(Component, CacheOutcome), LoadError> {
+    validate::check_header(path, bytes)?;
     let invalid = |error: wasmtime::Error| LoadError::Invalid {
         path: path.into(),
         detail: format!("{error:#}"),
     };
     match cache {
         Some(cache) => cache
-            .load_or_compile(engine.engine(), &bytes)
+            .load_or_compile(engine.engine(), bytes)
             .map_err(invalid),
-        None => Component::new(engine.engine(), &bytes)
+        None => Component::new(engine.engine(), bytes)
             .map(|c| (c, CacheOutcome::Uncached))
             .map_err(invalid),
     }
@@ -49,6 +62,84 @@ struct Compiled {
     component: Component,
     cache: CacheOutcome,
     took: Duration,
+}
+
+/// A component checked and linked once, shared by every sandbox of the
+/// same plugin file ([`SandboxBuilder::linked`]): a host of many cells
+/// compiles, checks and links each file once, then only instantiates.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct LinkedComponent {
+    component: Component,
+    pre: CellPre<HostState>,
+    cache: CacheOutcome,
+    took: Duration,
+}
+
+impl std::fmt::Debug for LinkedComponent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkedComponent")
+            .field("cache", &self.cache)
+            .field("took", &self.took)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LinkedComponent {
+    /// Checks the exports of `component` (compiled from the file `path` by
+    /// [`compile_component`]) and links it with `engine`'s linker. `cache`
+    /// and `took` say how it was obtained and how long that took, for
+    /// [`PluginSandbox::load_report`].
+    pub fn link(
+        engine: &PluginEngine,
+        path: &Path,
+        component: Component,
+        cache: CacheOutcome,
+        took: Duration,
+    ) -> Result<Self, LoadError> {
+        validate::check_exports(path, engine.engine(), &component)?;
+        let pre = link(engine, path, &component)?;
+        Ok(Self {
+            component,
+            pre,
+            cache,
+            took,
+        })
+    }
+
+    /// The compiled component.
+    pub fn component(&self) -> &Component {
+        &self.component
+    }
+
+    /// How it was obtained.
+    pub fn cache(&self) -> CacheOutcome {
+        self.cache
+    }
+}
+
+/// Links `component` once (`instantiate_pre`), resolving every import.
+fn link(
+    engine: &PluginEngine,
+    path: &Path,
+    component: &Component,
+) -> Result<CellPre<HostState>, LoadError> {
+    let link = |error: wasmtime::Error| LoadError::Link {
+        path: path.into(),
+        detail: format!("{error:#}"),
+    };
+    let instance_pre = engine.linker().instantiate_pre(component).map_err(link)?;
+    CellPre::new(instance_pre).map_err(link)
+}
+
+/// What the builder starts from.
+enum Source {
+    /// The file: read and compile it.
+    File,
+    /// A component compiled already: check and link it.
+    Compiled(Compiled),
+    /// A component checked and linked already: instantiate it.
+    Linked(LinkedComponent),
 }
 
 /// How to load one plugin; made by [`PluginSandbox::builder`], consumed by
@@ -72,7 +163,7 @@ pub struct SandboxBuilder<'a> {
     limits: SandboxLimits,
     services: Arc<dyn HostServices>,
     validate_manifest: bool,
-    compiled: Option<Compiled>,
+    source: Source,
 }
 
 impl std::fmt::Debug for SandboxBuilder<'_> {
@@ -97,7 +188,7 @@ impl PluginSandbox {
             limits: SandboxLimits::default(),
             services: Arc::new(IsolatedServices::default()),
             validate_manifest: true,
-            compiled: None,
+            source: Source::File,
         }
     }
 }
@@ -138,11 +229,18 @@ impl<'a> SandboxBuilder<'a> {
     /// say) without compiling it twice. `cache` and `took` say how it was
     /// obtained and how long that took, for [`PluginSandbox::load_report`].
     pub fn component(mut self, component: Component, cache: CacheOutcome, took: Duration) -> Self {
-        self.compiled = Some(Compiled {
+        self.source = Source::Compiled(Compiled {
             component,
             cache,
             took,
         });
+        self
+    }
+
+    /// Uses `linked`, a component checked and linked once for every
+    /// sandbox of its file: only instantiation and the manifest are left.
+    pub fn linked(mut self, linked: LinkedComponent) -> Self {
+        self.source = Source::Linked(linked);
         self
     }
 
@@ -158,31 +256,30 @@ impl<'a> SandboxBuilder<'a> {
             limits,
             services,
             validate_manifest,
-            compiled,
+            source,
         } = self;
-        let compiled = match compiled {
-            Some(compiled) => compiled,
-            None => {
+        let compiled = match source {
+            Source::Linked(linked) => Err(linked),
+            Source::Compiled(compiled) => Ok(compiled),
+            Source::File => {
                 let started = Instant::now();
                 let (component, cache) = load_component(engine, path, cache)?;
-                Compiled {
+                Ok(Compiled {
                     component,
                     cache,
                     took: started.elapsed(),
-                }
+                })
             }
         };
         let linking = Instant::now();
-        validate::check_exports(path, engine.engine(), &compiled.component)?;
-        let link = |error: wasmtime::Error| LoadError::Link {
-            path: path.into(),
-            detail: format!("{error:#}"),
+        let (pre, obtained, took) = match compiled {
+            Ok(compiled) => {
+                validate::check_exports(path, engine.engine(), &compiled.component)?;
+                let pre = link(engine, path, &compiled.component)?;
+                (pre, compiled.cache, compiled.took)
+            }
+            Err(linked) => (linked.pre, linked.cache, linked.took),
         };
-        let instance_pre = engine
-            .linker()
-            .instantiate_pre(&compiled.component)
-            .map_err(link)?;
-        let pre = CellPre::new(instance_pre).map_err(link)?;
         let instances = Instances::new(engine.clone(), pre, limits, services);
         let manifest = instances
             .call(
@@ -203,8 +300,8 @@ impl<'a> SandboxBuilder<'a> {
             });
         }
         let report = LoadReport {
-            cache: compiled.cache,
-            compile: compiled.took,
+            cache: obtained,
+            compile: took,
             instantiate: linking.elapsed(),
         };
         Ok(PluginSandbox::new(path.into(), manifest, instances, report))

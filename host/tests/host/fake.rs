@@ -1,10 +1,12 @@
-//! In-process fake servers on 127.0.0.1:0 for the egress and peer contract
-//! tests: a peer that records every request it gets and answers what the
-//! test tells it, and a discovery service whose listing the test writes
-//! (so it can list addresses our discovery would refuse).
+//! In-process fake servers on 127.0.0.1:0 for the egress, peer contract and
+//! liveness tests: a peer that records every request it gets and answers
+//! what the test tells it, a discovery service whose listing the test
+//! writes (so it can list addresses our discovery would refuse), and one
+//! that answers as the original Python discovery does (no batch calls).
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -28,6 +30,13 @@ pub struct Hit {
     pub path: String,
     /// Its body as JSON (`null` when it is not JSON).
     pub body: Value,
+}
+
+impl Hit {
+    /// Its path without the query.
+    pub fn path_only(&self) -> &str {
+        self.path.split('?').next().unwrap_or_default()
+    }
 }
 
 /// How a fake answers a request.
@@ -104,6 +113,23 @@ impl Fake {
     /// Every request it received so far.
     pub fn hits(&self) -> Vec<Hit> {
         self.hits.lock().unwrap().clone()
+    }
+
+    /// The requests it received so far with `method` on `path` (the query
+    /// left out).
+    pub fn hits_on(&self, method: &str, path: &str) -> Vec<Hit> {
+        self.hits()
+            .into_iter()
+            .filter(|hit| hit.method == method && hit.path_only() == path)
+            .collect()
+    }
+
+    /// The requests it received so far on a path starting with `prefix`.
+    pub fn hits_under(&self, prefix: &str) -> Vec<Hit> {
+        self.hits()
+            .into_iter()
+            .filter(|hit| hit.path.starts_with(prefix))
+            .collect()
     }
 
     /// Stops it and waits until it has stopped.
@@ -205,4 +231,67 @@ pub async fn register_with(discovery_url: &str, cell_id: &str, addr: SocketAddr)
         answer.status()
     );
     Ok(())
+}
+
+/// A discovery service as the original Python one (FastAPI) answers
+/// (docs/contract.md): `POST /register` keeps the CellInfo and answers
+/// `{"status": "registered", "cell_id"}` (no lease, no secret, no TTL);
+/// `POST /heartbeat` answers `{"status": "ok", "cell_id", "peers_count"}`,
+/// or 404 `{"detail": "Peer ID not registered. Call /register first."}`
+/// for an id it does not hold; `GET /peers` lists what it holds;
+/// `DELETE /peer/{id}` removes it (404 `{"detail": "Peer not found"}`).
+/// It has no batch calls: `/batch/*` is answered `batch_status`, 404
+/// `{"detail": "Not Found"}` (FastAPI's answer to a path it lacks) or 405
+/// `{"detail": "Method Not Allowed"}`; so is any other path.
+pub async fn original_discovery(batch_status: StatusCode) -> Result<Fake> {
+    let registry: Arc<Mutex<BTreeMap<String, Value>>> = Arc::default();
+    Fake::start(move |hit| {
+        let mut registry = registry.lock().unwrap();
+        let id = hit.body["cell_id"].as_str().unwrap_or_default().to_owned();
+        let path = hit.path_only();
+        match (hit.method.as_str(), path) {
+            ("POST", "/register") => {
+                let mut entry = hit.body.clone();
+                entry["last_seen"] = json!("2026-01-01T00:00:00.000000Z");
+                registry.insert(id.clone(), entry);
+                json_answer(
+                    StatusCode::OK,
+                    &json!({"status": "registered", "cell_id": id}),
+                )
+            }
+            ("POST", "/heartbeat") if registry.contains_key(&id) => json_answer(
+                StatusCode::OK,
+                &json!({"status": "ok", "cell_id": id, "peers_count": registry.len()}),
+            ),
+            ("POST", "/heartbeat") => json_answer(
+                StatusCode::NOT_FOUND,
+                &json!({"detail": "Peer ID not registered. Call /register first."}),
+            ),
+            ("GET", "/peers") => {
+                let peers: Vec<&Value> = registry.values().collect();
+                json_answer(
+                    StatusCode::OK,
+                    &json!({"peers": peers, "count": peers.len(), "my_host": "primary"}),
+                )
+            }
+            ("DELETE", _) if path.starts_with("/peer/") => {
+                let id = path.trim_start_matches("/peer/");
+                match registry.remove(id) {
+                    Some(_) => json_answer(
+                        StatusCode::OK,
+                        &json!({"status": "deregistered", "cell_id": id}),
+                    ),
+                    None => {
+                        json_answer(StatusCode::NOT_FOUND, &json!({"detail": "Peer not found"}))
+                    }
+                }
+            }
+            _ if batch_status == StatusCode::METHOD_NOT_ALLOWED => json_answer(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &json!({"detail": "Method Not Allowed"}),
+            ),
+            _ => json_answer(StatusCode::NOT_FOUND, &json!({"detail": "Not Found"})),
+        }
+    })
+    .await
 }

@@ -4,6 +4,7 @@
 //! binary's SIGTERM path, the conformance suite and the third-party
 //! example cells.
 
+mod batch_liveness;
 mod conformance;
 mod contest;
 mod contract;
@@ -11,6 +12,7 @@ mod discovery_load;
 mod egress;
 mod examples;
 mod fake;
+mod fleet;
 mod lifecycle;
 mod liveness;
 mod messages;

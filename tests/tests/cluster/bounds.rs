@@ -36,6 +36,12 @@ pub fn expiry_bound() -> Duration {
 
 /// Replicas of pure in the scale step.
 pub const REPLICAS: usize = 10;
+/// Cells of the dense host (`DENSE_REPLICAS`): one container, one cell-host.
+pub const DENSE_CELLS: usize = 50;
+/// The dense host's ports in the network (`DENSE_PORT_RANGE`), one per cell.
+pub const DENSE_PORTS: std::ops::RangeInclusive<u16> = 9100..=9149;
+/// The dense host's admin API port in the network (`DENSE_ADMIN_PORT`).
+pub const DENSE_ADMIN_PORT: u16 = 9000;
 /// Budget of the checks from `compose up` to teardown (the 10
 /// minutes). The image build is timed apart: on a clean machine it is a
 /// release build of wasmtime for musl, which CI runs before the tests.

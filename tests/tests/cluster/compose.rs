@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 
-use crate::bounds::{HEARTBEAT, TTL};
+use crate::bounds::{DENSE_ADMIN_PORT, DENSE_CELLS, DENSE_PORTS, HEARTBEAT, TTL};
 use crate::discovery::Discovery;
 use crate::http::Http;
 use crate::leftovers::{PROJECT_PREFIX, TAG_PREFIX, unique_suffix};
@@ -61,6 +61,14 @@ impl Cluster {
             ("PURE_CELL_ID", "pure".to_owned()),
             ("ALPHA_CELL_ID", "alpha".to_owned()),
             ("PURE_UNIQUE_ID", "false".to_owned()),
+            ("DENSE_REPLICAS", DENSE_CELLS.to_string()),
+            (
+                "DENSE_PORT_RANGE",
+                format!("{}-{}", DENSE_PORTS.start(), DENSE_PORTS.end()),
+            ),
+            ("DENSE_CELL_ID", "dense".to_owned()),
+            ("DENSE_ADMIN_PORT", DENSE_ADMIN_PORT.to_string()),
+            ("DENSE_ADMIN_HOST_PORT", String::new()),
             ("DISCOVERY_TOKEN", String::new()),
             ("HEALTHCHECK_INTERVAL", "2s".to_owned()),
             ("RUST_LOG", "info".to_owned()),

@@ -9,17 +9,25 @@
 //! no start-up grace, healthchecks every 2 s), then checks, in order:
 //!
 //! 1. every container becomes healthy, and `/peers` lists pure and alpha with
-//!    the fields of the original registration;
+//!    the fields of the original registration, and the dense host's 50 cells
+//!    (one container, one cell-host) with distinct ids and ports, advertised
+//!    under its service name; its admin API counts them; one of them answers
+//!    `/health` at its listed address from inside the network (the probe in
+//!    alpha's container) and receives alpha's `/send`;
 //! 2. alpha's `POST /send` reaches pure's `/messages` through discovery;
 //! 3. `docker stop` pure: removed at once, by deregistration (the eviction
 //!    counters say so), the host exiting 0;
 //! 4. `docker kill` pure: removed by expiry within TTL + 1 s;
 //! 5. `docker start` pure: listed again within one heartbeat interval;
-//! 6. `docker restart` discovery: every cell listed again within one
-//!    heartbeat interval plus jitter;
+//! 6. `docker restart` discovery: every cell (the dense host's 50 too)
+//!    listed again within one heartbeat interval plus jitter;
 //! 7. pure disconnected from the network: reaped; reconnected: back, and
 //!    reachable through `/send` again;
-//! 8. `--scale pure=10` with unique ids: ten distinct ids listed, one of them
+//! 8. `docker stop` the dense host: its 50 cells removed at once, by
+//!    deregistration, the host exiting 0; `docker start`: listed again;
+//!    `docker kill`: every one of them removed by expiry within TTL + 1 s
+//!    (none before TTL - heartbeat), 50 expiries counted;
+//! 9. `--scale pure=10` with unique ids: ten distinct ids listed, one of them
 //!    reached through alpha's `/send`, every replica healthy.
 //!
 //! The measured times, the skip reason and the progress go straight to the
@@ -40,6 +48,8 @@
 //! - `phases`: the checks above, one function per step;
 //! - `checks`: checks several steps share (the original registration's
 //!   fields, a message delivered through the mesh);
+//! - `dense`: the dense host (many cells in one container): its listing, its
+//!   reachability and its expiry;
 //! - `bounds`: the intervals the cluster runs with and the time bounds;
 //! - `compose`: the compose project of one run and its teardown guard;
 //! - `docker`: `docker` commands on single containers;
@@ -64,6 +74,7 @@ macro_rules! say {
 mod bounds;
 mod checks;
 mod compose;
+mod dense;
 mod discovery;
 mod docker;
 mod http;
@@ -137,12 +148,14 @@ fn verify(c: &mut Cluster, t: &mut Timings) -> Result<()> {
     phases::kill_expires_and_start_returns(c, t, &mesh.pure)?;
     phases::discovery_restart_is_survived(c, t, &mesh.discovery)?;
     phases::partition_reaps_and_heals(c, t, &mesh)?;
+    dense::stop_deregisters_every_cell(c, t, &mesh.dense)?;
+    dense::kill_expires_every_cell(c, t, &mesh.dense)?;
     phases::ten_replicas_get_ten_ids(c, t, &mesh)?;
 
     // Teardown is measured too (the drop guard repeats it harmlessly).
     let step = Instant::now();
     c.down()?;
-    t.record("compose down -v (twelve containers)", step.elapsed())?;
+    t.record("compose down -v (thirteen containers)", step.elapsed())?;
     let took = started.elapsed();
     t.record("cluster checks, up to teardown", took)?;
     ensure!(

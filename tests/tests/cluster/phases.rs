@@ -9,12 +9,13 @@ use anyhow::{Context, Result, ensure};
 use serde_json::json;
 
 use crate::bounds::{
-    CELL_HTTP_TIMEOUT, EXPIRY_SLACK, HEARTBEAT, JITTER, REPLICAS, TTL, ci_bound, expiry_bound,
+    CELL_HTTP_TIMEOUT, DENSE_CELLS, EXPIRY_SLACK, HEARTBEAT, JITTER, REPLICAS, TTL, ci_bound,
+    expiry_bound,
 };
 use crate::compose::Cluster;
 use crate::discovery::peer_list;
 use crate::timings::Timings;
-use crate::{checks, docker, wait};
+use crate::{checks, dense, docker, wait};
 
 /// The containers of the first `up` and the published cell APIs.
 pub struct Mesh {
@@ -24,13 +25,16 @@ pub struct Mesh {
     pub pure: String,
     /// The alpha container.
     pub alpha: String,
+    /// The dense host's container.
+    pub dense: String,
     /// pure's published API, `127.0.0.1:PORT`.
     pub pure_addr: String,
     /// alpha's published API, `127.0.0.1:PORT`.
     pub alpha_addr: String,
 }
 
-/// `up -d`; both cells listed with the original's fields; all healthy.
+/// `up -d`; both cells listed with the original's fields, and every cell of
+/// the dense host listed and one of them reached; all healthy.
 pub fn start_mesh(c: &mut Cluster, t: &mut Timings) -> Result<Mesh> {
     let issued = Instant::now();
     c.compose_ok(&["up", "-d"], &[], Duration::from_secs(180))?;
@@ -42,20 +46,32 @@ pub fn start_mesh(c: &mut Cluster, t: &mut Timings) -> Result<Mesh> {
         Duration::from_secs(90),
     )?;
     t.record("compose up -> pure and alpha listed", listed)?;
+    wait::until(
+        &c.discovery,
+        &format!("the dense host's {DENSE_CELLS} cells listed"),
+        Duration::from_secs(90),
+        |d| (dense::listed_count(d)? == DENSE_CELLS).then_some(()),
+    )?;
+    t.record(
+        &format!("compose up -> the dense host's {DENSE_CELLS} cells listed"),
+        issued.elapsed(),
+    )?;
     let mesh = Mesh {
         discovery: c.container("discovery")?,
         pure: c.container("pure")?,
         alpha: c.container("alpha")?,
+        dense: c.container(dense::SERVICE)?,
         pure_addr: c.published("pure", 8002, 1)?,
         alpha_addr: c.published("alpha", 8000, 1)?,
     };
     checks::original_fields(&c.discovery, &mesh.pure, &mesh.alpha)?;
     let step = Instant::now();
     wait::healthy(
-        &[&mesh.discovery, &mesh.pure, &mesh.alpha],
+        &[&mesh.discovery, &mesh.pure, &mesh.alpha, &mesh.dense],
         Duration::from_secs(60),
     )?;
-    t.record("all three containers healthy", step.elapsed())?;
+    t.record("all four containers healthy", step.elapsed())?;
+    dense::listed_and_reached(c, &mesh.alpha, &mesh.alpha_addr)?;
     Ok(mesh)
 }
 
@@ -136,8 +152,9 @@ pub fn kill_expires_and_start_returns(c: &Cluster, t: &mut Timings, pure: &str) 
     Ok(())
 }
 
-/// `docker restart` discovery: every cell listed again within one heartbeat
-/// plus jitter of discovery being back.
+/// `docker restart` discovery: every cell (the dense host's too, registered
+/// again by one batch) listed again within one heartbeat plus jitter of
+/// discovery being back.
 pub fn discovery_restart_is_survived(
     c: &mut Cluster,
     t: &mut Timings,
@@ -148,12 +165,20 @@ pub fn discovery_restart_is_survived(
     let restarted = issued.elapsed();
     // Its ephemeral host port may have changed.
     c.refresh_discovery_addr()?;
-    let back = wait::listed(
+    let since = Instant::now();
+    wait::until(
         &c.discovery,
-        &["pure", "alpha"],
-        Instant::now(),
+        "pure, alpha and every dense cell listed",
         Duration::from_secs(30),
+        |d| {
+            let ids = d.peer_ids()?;
+            let back = ids.contains("pure")
+                && ids.contains("alpha")
+                && dense::listed_count(d)? == DENSE_CELLS;
+            back.then_some(())
+        },
     )?;
+    let back = since.elapsed();
     t.record("docker restart discovery -> every cell listed", back)?;
     t.record("  docker restart discovery returned after", restarted)?;
     ensure!(
