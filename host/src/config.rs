@@ -85,7 +85,8 @@ pub struct Args {
     pub cells: Option<PathBuf>,
 
     /// Ports the cells' listeners take in order, `A-B`, on the IP of
-    /// `--listen`; default in a host of many cells: any free port each.
+    /// `--listen`; default in a host of many cells: any free port each
+    /// (slower to bind by the thousand: give a range for thousands of cells).
     #[arg(long, env = "CELLMESH_PORT_RANGE", value_name = "A-B")]
     pub port_range: Option<PortRange>,
 

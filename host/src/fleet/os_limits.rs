@@ -5,7 +5,7 @@
 //!
 //! - open files (`RLIMIT_NOFILE`): the soft limit is raised to the hard
 //!   one first (and the hard one, when the process may); each cell needs
-//!   its listener and a connection, the host a shared reserve;
+//!   its listener, the host a reserve shared by every cell's connections;
 //! - memory mappings (`vm.max_map_count`): each slot of the pooling
 //!   allocator may split its reservations into several mappings
 //!   ([`PoolSizing::estimated_maps`]);
@@ -15,14 +15,13 @@
 use crate::config::ConfigError;
 use crate::plugin::engine::PoolSizing;
 
-/// File descriptors one cell needs: its listener, and one connection on
-/// average (connections are short-lived; the host-wide reserve below takes
-/// the bursts).
-pub const FDS_PER_CELL: u64 = 2;
+/// File descriptors one cell needs of its own: its listener.
+pub const FDS_PER_CELL: u64 = 1;
 /// File descriptors the host needs for itself (runtime, clients, admin
-/// API, compiled code) and a reserve of connections shared by every cell.
+/// API, compiled code) and a reserve of connections shared by every cell
+/// (connections are short-lived: most cells have none open at a time;
+/// the limit above this reserve is there for them too).
 pub const FDS_FOR_HOST: u64 = 1_024;
-
 /// Mappings left free for the process's own needs beyond those it has.
 pub const MAPS_MARGIN: u64 = 1_024;
 /// Address space the pools may reserve: half of x86-64's 128 TiB user
@@ -178,16 +177,16 @@ mod tests {
             error,
             ConfigError::FileDescriptors {
                 cells: 1_000,
-                needed: 3_024,
+                needed: 2_024,
                 limit: 1_024
             }
         );
         let text = error.to_string();
         assert!(
-            text.contains("RLIMIT_NOFILE") && text.contains("ulimit -Hn 3024"),
+            text.contains("RLIMIT_NOFILE") && text.contains("ulimit -Hn 2024"),
             "{text}"
         );
-        assert!(check_against(1_000, None, Some(3_024), None, 0).is_ok());
+        assert!(check_against(1_000, None, Some(2_024), None, 0).is_ok());
         assert!(check_against(1_000, None, None, None, 0).is_ok());
     }
 
