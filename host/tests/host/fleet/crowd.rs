@@ -16,9 +16,8 @@ use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
 use super::harness::{
-    CellsFile, HEARTBEAT, HostProcess, SHORT_TTL, SHUTDOWN_TARGET, admin_get, cell_table,
-    crowd_turn, discovery_metrics, get_json, host_flags, listed, peers_named, required_series,
-    series,
+    CellsFile, HEARTBEAT, HostProcess, SHORT_TTL, admin_get, cell_table, crowd_turn,
+    discovery_metrics, get_json, host_flags, listed, peers_named, required_series, series,
 };
 use crate::support::Discovery;
 
@@ -378,14 +377,7 @@ async fn two_hundred_cells_share_a_host_and_a_hostile_cell_costs_only_itself() -
 
     // Shutdown: SIGTERM, exit 0 within 5x the shutdown's own bounds, every
     // cell deregistered (not expired: discovery counts them as such).
-    host.catching_sigterm().await;
-    host.terminate();
-    let (status, took) = host.exited_within(5 * SHUTDOWN_TARGET).await?;
-    assert!(
-        status.success(),
-        "exit {status}; output:\n{}",
-        host.tail(40)
-    );
+    let took = host.stop_cleanly().await?;
     let left: Vec<Value> = discovery
         .peers()
         .await?

@@ -10,8 +10,8 @@ use anyhow::Result;
 use cellmesh_artifacts::{FIXTURE_NOT_WASM, PURE_WASM};
 
 use super::harness::{
-    CellsFile, HostProcess, SHORT_TTL, SHUTDOWN_TARGET, admin_get, cell_table, crowd_turn,
-    host_flags, listed, peers_named,
+    CellsFile, HostProcess, SHORT_TTL, admin_get, cell_table, crowd_turn, host_flags, listed,
+    peers_named,
 };
 use crate::support::{Discovery, PATIENCE, eventually};
 
@@ -75,14 +75,7 @@ async fn a_plugin_that_cannot_load_fails_its_cell_alone() -> Result<()> {
     assert!(host.is_running(), "the host stopped with cells running");
 
     // Running cells remain: a SIGTERM is a clean stop.
-    host.catching_sigterm().await;
-    host.terminate();
-    let (status, _) = host.exited_within(5 * SHUTDOWN_TARGET).await?;
-    assert!(
-        status.success(),
-        "exit {status}; output:\n{}",
-        host.tail(40)
-    );
+    host.stop_cleanly().await?;
     Ok(())
 }
 
@@ -115,14 +108,7 @@ async fn a_cell_discovery_refuses_fails_alone() -> Result<()> {
     assert!(peers_named(&discovery, "refused").await?.is_empty());
     assert!(host.is_running(), "the host stopped with cells running");
 
-    host.catching_sigterm().await;
-    host.terminate();
-    let (status, _) = host.exited_within(5 * SHUTDOWN_TARGET).await?;
-    assert!(
-        status.success(),
-        "exit {status}; output:\n{}",
-        host.tail(40)
-    );
+    host.stop_cleanly().await?;
     Ok(())
 }
 

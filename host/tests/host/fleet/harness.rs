@@ -219,6 +219,20 @@ impl HostProcess {
         Ok(())
     }
 
+    /// SIGTERM once its handler is installed; the host must exit 0 within
+    /// 5x the shutdown's own bounds. Answers how long it took.
+    pub async fn stop_cleanly(&mut self) -> Result<Duration> {
+        self.catching_sigterm().await;
+        self.terminate();
+        let (status, took) = self.exited_within(5 * SHUTDOWN_TARGET).await?;
+        assert!(
+            status.success(),
+            "exit {status}; output:\n{}",
+            self.tail(40)
+        );
+        Ok(took)
+    }
+
     /// Waits (at most `within`) for it to exit by itself; kills it and
     /// fails past that. Answers the status and how long it took.
     pub async fn exited_within(&mut self, within: Duration) -> Result<(ExitStatus, Duration)> {
